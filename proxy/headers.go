@@ -1,0 +1,270 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// stripOwnCookies removes tokenhandler's own cookies from the Cookie header(s) of h. The
+// other cookies keep their order and travel in one Cookie header; with none left the
+// header is dropped.
+func stripOwnCookies(h http.Header, own func(string) bool) {
+	vs := h["Cookie"]
+	if len(vs) == 0 {
+		return
+	}
+	// Fast path: one header whose cookies are all foreign is left as it is.
+	if len(vs) == 1 && !anyOwnCookie(vs[0], own) {
+		return
+	}
+	var b strings.Builder
+	for _, v := range vs {
+		for part := range strings.SplitSeq(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" || own(cookieName(part)) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+	}
+	if b.Len() == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{b.String()}
+}
+
+func anyOwnCookie(v string, own func(string) bool) bool {
+	for part := range strings.SplitSeq(v, ";") {
+		if own(cookieName(strings.TrimSpace(part))) {
+			return true
+		}
+	}
+	return false
+}
+
+// cookieName returns the name of a "name=value" pair (or of a Set-Cookie line).
+func cookieName(pair string) string {
+	if i := strings.IndexByte(pair, '='); i >= 0 {
+		pair = pair[:i]
+	}
+	return strings.TrimSpace(pair)
+}
+
+// dropOwnSetCookies removes every Set-Cookie of h that would set one of tokenhandler's
+// cookies: an upstream must never plant or clear a session cookie.
+func dropOwnSetCookies(h http.Header, own func(string) bool) {
+	vs := h["Set-Cookie"]
+	if !slices.ContainsFunc(vs, func(v string) bool { return own(cookieName(v)) }) {
+		return
+	}
+	kept := slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return own(cookieName(v)) })
+	if len(kept) == 0 {
+		delete(h, "Set-Cookie")
+		return
+	}
+	h["Set-Cookie"] = kept
+}
+
+// forwardingHeader reports whether a header name carries forwarding information that only
+// a trusted proxy may assert: Forwarded, X-Real-IP and every X-Forwarded-*. Names are
+// compared without regard to case and with '_' read as '-', since CGI-style frameworks
+// read X_Forwarded_For as X-Forwarded-For.
+func forwardingHeader(name string) bool {
+	const xf = "x-forwarded-"
+	switch {
+	case len(name) > len(xf):
+		return foldDash(name[:len(xf)], xf)
+	default:
+		return foldDash(name, "forwarded") || foldDash(name, "x-real-ip")
+	}
+}
+
+// foldDash reports whether s equals the lower-case want, ignoring case and reading '_' as '-'.
+func foldDash(s, want string) bool {
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' {
+			c = '-'
+		} else if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// setForwarded sets X-Forwarded-For/Host/Proto on the outgoing request. A peer in
+// trusted keeps what it sent (X-Forwarded-For gets the peer appended, as
+// ProxyRequest.SetXForwarded does); from any other peer every forwarding header is
+// dropped and ours are set from the connection alone.
+func setForwarded(pr *httputil.ProxyRequest, trusted []netip.Prefix) {
+	out := pr.Out.Header
+	if peerTrusted(pr.In.RemoteAddr, trusted) {
+		// ReverseProxy removed these four before Rewrite; a trusted peer's values come back.
+		for _, k := range [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v, ok := pr.In.Header[k]; ok {
+				out[k] = slices.Clone(v)
+			}
+		}
+		host, proto := out.Get("X-Forwarded-Host"), out.Get("X-Forwarded-Proto")
+		pr.SetXForwarded()
+		if host != "" {
+			out.Set("X-Forwarded-Host", host)
+		}
+		if proto != "" {
+			out.Set("X-Forwarded-Proto", proto)
+		}
+		return
+	}
+	for k := range out {
+		if forwardingHeader(k) {
+			delete(out, k)
+		}
+	}
+	pr.SetXForwarded()
+}
+
+func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerHasToken reports whether any comma-separated element of the values vs equals tok,
+// ignoring case.
+func headerHasToken(vs []string, tok string) bool {
+	for _, v := range vs {
+		for e := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(e), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// upgradeKind tells what protocol switch a request asks for. upgrade reports any Upgrade
+// header or "upgrade" Connection token; websocket reports exactly one "websocket" in a GET
+// with Connection: upgrade, the only switch tokenhandler passes on.
+func upgradeKind(r *http.Request) (upgrade, websocket bool) {
+	ups := r.Header["Upgrade"]
+	connUp := headerHasToken(r.Header["Connection"], "upgrade")
+	if len(ups) == 0 && !connUp {
+		return false, false
+	}
+	websocket = connUp && r.Method == http.MethodGet && len(ups) == 1 &&
+		strings.EqualFold(strings.TrimSpace(ups[0]), "websocket")
+	return true, websocket
+}
+
+// withoutUpgrade returns a copy of h without Upgrade, HTTP2-Settings and the "upgrade"
+// token of Connection, so that ReverseProxy sees no protocol switch (h2c and the like).
+func withoutUpgrade(h http.Header) http.Header {
+	h = h.Clone()
+	delete(h, "Upgrade")
+	delete(h, "Http2-Settings")
+	var keep []string
+	for _, v := range h["Connection"] {
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "upgrade") {
+				keep = append(keep, e)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Connection")
+	} else {
+		h["Connection"] = []string{strings.Join(keep, ", ")}
+	}
+	return h
+}
+
+// bearerError returns the error parameter of the Bearer challenge(s) in the
+// WWW-Authenticate values vs (RFC 6750 section 3), "" when there is none. Other schemes
+// are ignored. It is lenient: anything it cannot parse is skipped.
+func bearerError(vs []string) string {
+	for _, v := range vs {
+		scheme := ""
+		for i := 0; i < len(v); {
+			for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == ',') {
+				i++
+			}
+			start := i
+			for i < len(v) && isTokenChar(v[i]) {
+				i++
+			}
+			tok := v[start:i]
+			if tok == "" {
+				i++ // a byte that starts nothing we know: skip it
+				continue
+			}
+			j := i
+			for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+				j++
+			}
+			if j >= len(v) || v[j] != '=' {
+				scheme = tok // a token not followed by '=' starts a new challenge
+				continue
+			}
+			// auth-param: tok = token / quoted-string
+			i = j + 1
+			for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+				i++
+			}
+			var val string
+			if i < len(v) && v[i] == '"' {
+				var b strings.Builder
+				for i++; i < len(v) && v[i] != '"'; i++ {
+					if v[i] == '\\' && i+1 < len(v) {
+						i++
+					}
+					b.WriteByte(v[i])
+				}
+				i++ // closing quote
+				val = b.String()
+			} else {
+				s := i
+				for i < len(v) && isTokenChar(v[i]) {
+					i++
+				}
+				val = v[s:i]
+			}
+			if strings.EqualFold(scheme, "Bearer") && strings.EqualFold(tok, "error") {
+				return val
+			}
+		}
+	}
+	return ""
+}
+
+// isTokenChar reports whether c is an RFC 9110 tchar.
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}

@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// transport sends the upstream request under the route's header timeout and, after an
+// upstream 401 that a fresh token may cure, refreshes once and retries once. It sits under
+// ReverseProxy, so the final response is still streamed by it.
+type transport struct {
+	h    *Handler
+	base http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	x := exchangeFrom(req.Context())
+	if x == nil {
+		return nil, errors.New("proxy: upstream request without exchange")
+	}
+	res, err := t.send(req, x)
+	if err != nil || !t.h.reactive(x, res) {
+		return res, err
+	}
+
+	// Free the 401's connection before the refresh, which may take a while.
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+
+	cookies, err := t.h.refresh(req.Context(), x, "reactive")
+	if err != nil {
+		return nil, err
+	}
+	x.pending = cookies
+
+	retry := req.Clone(req.Context())
+	retry.Header.Set("Authorization", "Bearer "+x.sess.AccessToken)
+	if x.body != nil {
+		retry.Body = io.NopCloser(bytes.NewReader(x.body))
+	}
+	return t.send(retry, x)
+}
+
+// reactive reports whether res is a 401 that a refresh and one retry may cure, and if so
+// claims this session's reactive refresh for the next minute.
+func (h *Handler) reactive(x *exchange, res *http.Response) bool {
+	if res.StatusCode != http.StatusUnauthorized || !x.replayable || x.refreshed ||
+		x.sess.RefreshToken == "" {
+		return false
+	}
+	// No error means "no token / expired"; invalid_token is the only error a new token
+	// cures (insufficient_scope and invalid_request are not).
+	if e := bearerError(res.Header["Www-Authenticate"]); e != "" && e != "invalid_token" {
+		return false
+	}
+	return h.limiter.allow(x.sess.ID, h.now())
+}
+
+// send is one round trip bounded by the route's timeout until the response headers. The
+// timer cancels the request only while the headers are awaited: a streaming body runs as
+// long as it runs, and its context is released when ReverseProxy closes it.
+func (t *transport) send(req *http.Request, x *exchange) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(x.route.timeout, func() { cancel(errUpstreamTimeout) })
+	res, err := t.base.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() {
+		// The timer fired: whatever arrived is cut off already.
+		if err == nil {
+			res.Body.Close()
+		}
+		cancel(nil)
+		return nil, fmt.Errorf("proxy: upstream %s: %w after %s", x.route.prefix, errUpstreamTimeout, x.route.timeout)
+	}
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("proxy: upstream %s: %w", x.route.prefix, err)
+	}
+	release := func() { cancel(nil) }
+	if rwc, ok := res.Body.(io.ReadWriteCloser); ok && res.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy needs a writable body to splice a WebSocket.
+		res.Body = &releaseConn{releaseBody{rwc, release}, rwc}
+	} else {
+		res.Body = &releaseBody{res.Body, release}
+	}
+	if res.Request == nil {
+		res.Request = req
+	}
+	return res, nil
+}
+
+// releaseBody releases the round trip's context when the body is closed.
+type releaseBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releaseBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.release()
+	return err
+}
+
+type releaseConn struct {
+	releaseBody
+	w io.Writer
+}
+
+func (c *releaseConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// limiter allows one event per key per window, in bounded memory: when full it sweeps the
+// expired entries (at most once a second); if it is still full it refuses, which passes
+// the upstream's 401 on rather than growing.
+type limiter struct {
+	mu        sync.Mutex
+	window    time.Duration
+	max       int
+	last      map[string]time.Time
+	lastSweep time.Time
+}
+
+func newLimiter(window time.Duration, maxEntries int) *limiter {
+	return &limiter{window: window, max: maxEntries, last: make(map[string]time.Time)}
+}
+
+func (l *limiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.window && !now.Before(t) {
+		return false
+	}
+	if _, ok := l.last[key]; !ok && len(l.last) >= l.max {
+		if now.Sub(l.lastSweep) < time.Second {
+			return false
+		}
+		l.lastSweep = now
+		for k, t := range l.last {
+			if now.Sub(t) >= l.window {
+				delete(l.last, k)
+			}
+		}
+		if len(l.last) >= l.max {
+			return false
+		}
+	}
+	l.last[key] = now
+	return true
+}
