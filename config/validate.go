@@ -1,0 +1,593 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Allowed values, in the order messages list them.
+var (
+	tokenAuthMethods = []string{"client_secret_basic", "client_secret_post"}
+	signingAlgs      = []string{"RS256", "ES256", "PS256", "RS384", "RS512", "ES384", "ES512", "PS384", "PS512", "EdDSA"}
+	stores           = []string{"cookie", "redis"}
+	logLevels        = []string{"debug", "info", "warn", "error"}
+	logFormats       = []string{"json", "text"}
+	httpMethods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+)
+
+// problems collects Validate's findings, each naming its key and variable.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s (%s) %s", key, EnvName(key), fmt.Sprintf(format, args...)))
+}
+
+// addIndexed names an element of a list key: "routes[1].path (TH_ROUTES) ...".
+func (p *problems) addIndexed(key string, i int, sub, format string, args ...any) {
+	name := fmt.Sprintf("%s[%d]", key, i)
+	if sub != "" {
+		name += "." + sub
+	}
+	*p = append(*p, fmt.Errorf("%s (%s) %s", name, EnvName(key), fmt.Sprintf(format, args...)))
+}
+
+// Validate reports every problem of the configuration at once (errors.Join), each naming
+// the key and its environment variable, e.g.
+//
+//	oidc.issuer (TH_OIDC_ISSUER) is required
+//
+// Messages never contain a secret value. Validate reads the file system only to check that
+// static.dir, the TLS files and redis.tls_ca_file exist.
+func (c *Config) Validate() error {
+	var p problems
+	c.validateServer(&p)
+	c.validateOIDC(&p)
+	c.validateCookies(&p)
+	c.validateSession(&p)
+	c.validateRedis(&p)
+	c.validateRoutes(&p)
+	c.validateHTTP(&p)
+	return errors.Join(p...)
+}
+
+func (c *Config) validateServer(p *problems) {
+	checkAddr(p, "listen", c.Listen, true)
+	checkAddr(p, "admin_listen", c.AdminListen, false)
+	if c.Listen != "" && c.Listen == c.AdminListen {
+		p.add("admin_listen", "must differ from listen (%s)", c.Listen)
+	}
+
+	if c.PublicURL == "" {
+		p.add("public_url", "is required (the origin the browser sees, e.g. https://app.example.com)")
+	} else if u, err := parseHTTPURL(c.PublicURL); err != nil {
+		p.add("public_url", "%v", err)
+	} else {
+		switch {
+		case u.Path != "" && u.Path != "/", u.RawQuery != "", u.ForceQuery, u.Fragment != "":
+			p.add("public_url", "must be an origin (scheme://host[:port], optionally with a trailing /), got %q", c.PublicURL)
+		case canonicalOrigin(u) != strings.TrimSuffix(c.PublicURL, "/"):
+			p.add("public_url", "must be written as the browser writes it: %q", canonicalOrigin(u))
+		case u.Scheme == "http" && c.Cookies.Secure && !isLoopbackHost(u.Hostname()):
+			p.add("public_url", "is http:// on a non-loopback host, where browsers drop Secure cookies: use https://, or cookies.secure: false for plain-http local development")
+		}
+	}
+
+	switch {
+	case c.AuthPrefix == "":
+		p.add("auth_prefix", "is required")
+	case !strings.HasPrefix(c.AuthPrefix, "/"):
+		p.add("auth_prefix", "must start with /, got %q", c.AuthPrefix)
+	case c.AuthPrefix == "/":
+		p.add("auth_prefix", `must not be "/"`)
+	case strings.HasSuffix(c.AuthPrefix, "/"):
+		p.add("auth_prefix", "must not end with /, got %q", c.AuthPrefix)
+	case !isCleanPath(c.AuthPrefix):
+		p.add("auth_prefix", "must be a clean path of letters, digits and -._~/, got %q", c.AuthPrefix)
+	}
+}
+
+func (c *Config) validateOIDC(p *problems) {
+	o := &c.OIDC
+	if o.Issuer == "" {
+		p.add("oidc.issuer", "is required")
+	} else if u, err := parseHTTPURL(o.Issuer); err != nil {
+		p.add("oidc.issuer", "%v", err)
+	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		p.add("oidc.issuer", "must not have a query or fragment")
+	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		p.add("oidc.issuer", "must be https:// (http:// only for localhost, 127.0.0.0/8 or [::1]), got %q", o.Issuer)
+	}
+	if o.ClientID == "" {
+		p.add("oidc.client_id", "is required")
+	}
+	switch {
+	case o.ClientSecret != "" && o.ClientSecretFile != "" && !c.fromFile.clientSecret:
+		p.add("oidc.client_secret", "and oidc.client_secret_file (TH_OIDC_CLIENT_SECRET_FILE) are both set: set one")
+	case o.ClientSecret == "" && o.ClientSecretFile != "":
+		p.add("oidc.client_secret_file", "was not read: use config.Load")
+	case o.ClientSecret == "":
+		p.add("oidc.client_secret", "is required (or oidc.client_secret_file, TH_OIDC_CLIENT_SECRET_FILE)")
+	}
+	if !slices.Contains(tokenAuthMethods, o.TokenAuthMethod) {
+		p.add("oidc.token_auth_method", "must be one of %s, got %q", strings.Join(tokenAuthMethods, ", "), o.TokenAuthMethod)
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		p.add("oidc.scopes", "must include openid")
+	}
+	for _, s := range o.Scopes {
+		if !isScopeToken(s) {
+			p.add("oidc.scopes", "has an invalid scope %q (no spaces, quotes or backslashes)", s)
+		}
+	}
+	for _, a := range o.IDTokenSigningAlgs {
+		if !slices.Contains(signingAlgs, a) {
+			p.add("oidc.id_token_signing_algs", "has %q: allowed are %s (never none or HS*)", a, strings.Join(signingAlgs, ", "))
+		}
+	}
+	if o.PostLogoutRedirectURL == "" {
+		if c.PublicURL != "" { // otherwise public_url's own problem says it
+			p.add("oidc.post_logout_redirect_url", "is required")
+		}
+	} else if u, err := parseHTTPURL(o.PostLogoutRedirectURL); err != nil {
+		p.add("oidc.post_logout_redirect_url", "%v", err)
+	} else if u.Fragment != "" {
+		p.add("oidc.post_logout_redirect_url", "must not have a fragment")
+	}
+	switch {
+	case o.ErrorPath == "":
+		p.add("oidc.error_path", "is required")
+	case !strings.HasPrefix(o.ErrorPath, "/") || strings.HasPrefix(o.ErrorPath, "//") || strings.ContainsAny(o.ErrorPath, `\?#`) || hasControl(o.ErrorPath):
+		p.add("oidc.error_path", `must be a local path starting with / (not //, no \, query or fragment), got %q`, o.ErrorPath)
+	}
+	positive(p, "oidc.http_timeout", o.HTTPTimeout)
+	if o.BackchannelBaseURL != "" {
+		if u, err := parseHTTPURL(o.BackchannelBaseURL); err != nil {
+			p.add("oidc.backchannel_base_url", "%v", err)
+		} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+			p.add("oidc.backchannel_base_url", "must not have user info, a query or a fragment")
+		}
+	}
+}
+
+func (c *Config) validateCookies(p *problems) {
+	k := &c.Cookies
+	if !isCookiePrefix(k.Prefix) {
+		p.add("cookies.prefix", "must be 1 to 32 letters, digits, - or _, got %q", k.Prefix)
+	}
+	switch {
+	case len(k.Keys) > 0 && k.KeysFile != "" && !c.fromFile.keys:
+		p.add("cookies.keys", "and cookies.keys_file (TH_COOKIES_KEYS_FILE) are both set: set one")
+	case len(k.Keys) == 0 && k.KeysFile != "":
+		p.add("cookies.keys_file", "was not read: use config.Load")
+	case len(k.Keys) == 0:
+		p.add("cookies.keys", "needs at least one key (tokenhandler keygen prints one)")
+	}
+	seen := make(map[Secret]bool)
+	for i, key := range k.Keys {
+		if _, _, err := ParseKey(string(key)); err != nil {
+			p.addIndexed("cookies.keys", i, "", "%v", err)
+		}
+		if seen[key] {
+			p.addIndexed("cookies.keys", i, "", "repeats an earlier key")
+		}
+		seen[key] = true
+	}
+}
+
+func (c *Config) validateSession(p *problems) {
+	s := &c.Session
+	if !slices.Contains(stores, s.Store) {
+		p.add("session.store", "must be one of %s, got %q", strings.Join(stores, ", "), s.Store)
+	}
+	if s.Store == "redis" && c.Redis.URL == "" {
+		p.add("redis.url", "is required with session.store: redis")
+	}
+	positive(p, "session.lifetime", s.Lifetime)
+	positive(p, "session.idle_timeout", s.IdleTimeout)
+	positive(p, "session.refresh_skew", s.RefreshSkew)
+	positive(p, "session.rotation_grace", s.RotationGrace)
+	positive(p, "session.refresh_timeout", s.RefreshTimeout)
+	if s.RefreshSkew > 0 && s.Lifetime > 0 && s.RefreshSkew >= s.Lifetime {
+		p.add("session.refresh_skew", "(%v) must be shorter than session.lifetime (%v)", s.RefreshSkew, s.Lifetime)
+	}
+	if m := c.MaxRouteTimeout(); s.RotationGrace > 0 && s.RotationGrace < m {
+		p.add("session.rotation_grace", "(%v) must be at least the longest route timeout (%v): a request in flight with a rotated refresh token must still find the new tokens", s.RotationGrace, m)
+	}
+}
+
+func (c *Config) validateRedis(p *problems) {
+	r := &c.Redis
+	switch {
+	case r.URL != "" && r.URLFile != "" && !c.fromFile.redisURL:
+		p.add("redis.url", "and redis.url_file (TH_REDIS_URL_FILE) are both set: set one")
+	case r.URL == "" && r.URLFile != "":
+		p.add("redis.url_file", "was not read: use config.Load")
+	case r.URL != "":
+		if err := checkRedisURL(string(r.URL)); err != nil {
+			p.add("redis.url", "%v", err)
+		}
+	}
+	positive(p, "redis.dial_timeout", r.DialTimeout)
+	positive(p, "redis.read_timeout", r.ReadTimeout)
+	positive(p, "redis.write_timeout", r.WriteTimeout)
+	if r.MaxRetries < 0 {
+		p.add("redis.max_retries", "must not be negative, got %d", r.MaxRetries)
+	}
+	if r.PoolSize < 0 {
+		p.add("redis.pool_size", "must not be negative (0: the go-redis default), got %d", r.PoolSize)
+	}
+	checkFile(p, "redis.tls_ca_file", r.TLSCAFile)
+}
+
+// checkRedisURL accepts redis:// and rediss:// URLs with an address in the host or in
+// addr= parameters (Sentinel: master_name=NAME&addr=...; Cluster: several addr=) and an
+// optional numeric database path. Messages never repeat the URL: it may hold a password.
+func checkRedisURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("does not parse as a URL")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return errors.New("must start with redis:// or rediss://")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return errors.New("has a malformed query")
+	}
+	addrs := q["addr"]
+	if u.Host != "" {
+		addrs = append(addrs, u.Host)
+	}
+	if len(addrs) == 0 {
+		return errors.New("has no address (a host, or addr= parameters)")
+	}
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			host, port = a, "6379"
+		}
+		if host == "" || !validPort(port) {
+			return errors.New("has an address that is not host[:port]")
+		}
+	}
+	if q.Has("master_name") && q.Get("master_name") == "" {
+		return errors.New("has an empty master_name")
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return errors.New("has a path that is not a database number")
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateRoutes(p *problems) {
+	seen := make(map[string]int)
+	for i, r := range c.Routes {
+		switch {
+		case !strings.HasPrefix(r.Path, "/") || !strings.HasSuffix(r.Path, "/"):
+			p.addIndexed("routes", i, "path", "must start and end with /, got %q", r.Path)
+		case r.Path == "/":
+			p.addIndexed("routes", i, "path", `must not be "/": only configured API prefixes are proxied`)
+		case !isCleanPath(strings.TrimSuffix(r.Path, "/")):
+			p.addIndexed("routes", i, "path", "must be a clean path of letters, digits and -._~/, got %q", r.Path)
+		case c.AuthPrefix != "" && overlaps(r.Path, strings.TrimSuffix(c.AuthPrefix, "/")+"/"):
+			p.addIndexed("routes", i, "path", "%q overlaps auth_prefix %q", r.Path, c.AuthPrefix)
+		}
+		if j, dup := seen[r.Path]; dup {
+			p.addIndexed("routes", i, "path", "%q repeats routes[%d]", r.Path, j)
+		} else {
+			seen[r.Path] = i
+		}
+		if r.Upstream == "" {
+			p.addIndexed("routes", i, "upstream", "is required")
+		} else if u, err := parseHTTPURL(r.Upstream); err != nil {
+			p.addIndexed("routes", i, "upstream", "%v", err)
+		} else if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			p.addIndexed("routes", i, "upstream", "must not have user info, a query or a fragment")
+		}
+		for _, m := range r.Methods {
+			switch {
+			case m == "TRACE" || m == "CONNECT":
+				p.addIndexed("routes", i, "methods", "must not allow %s", m)
+			case !slices.Contains(httpMethods, m):
+				p.addIndexed("routes", i, "methods", "has unknown method %q (allowed: %s, upper case)", m, strings.Join(httpMethods, ", "))
+			}
+		}
+		if r.Timeout <= 0 {
+			p.addIndexed("routes", i, "timeout", "must be positive, got %v", r.Timeout)
+		}
+	}
+}
+
+// overlaps reports whether one of two path prefixes (both ending in "/") contains the
+// other.
+func overlaps(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
+
+func (c *Config) validateHTTP(p *problems) {
+	for _, s := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			p.add("trusted_proxies", "has %q, which is not a CIDR (e.g. 10.0.0.0/8, 192.0.2.7/32)", s)
+		}
+	}
+	for _, o := range c.CORS.AllowedOrigins {
+		if o == "*" || o == "null" {
+			p.add("cors.allowed_origins", "must list exact origins, not %q", o)
+			continue
+		}
+		u, err := parseHTTPURL(o)
+		switch {
+		case err != nil:
+			p.add("cors.allowed_origins", "has %q: %v", o, err)
+		case u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil:
+			p.add("cors.allowed_origins", "has %q, which is not an origin (scheme://host[:port], no path)", o)
+		case canonicalOrigin(u) != o:
+			p.add("cors.allowed_origins", "has %q: write it as the browser sends it, %q", o, canonicalOrigin(u))
+		}
+	}
+	h := c.CSRF.Header
+	switch {
+	case !isToken(h):
+		p.add("csrf.header", "must be a valid header name, got %q", h)
+	case isUnfitCSRFHeader(h):
+		p.add("csrf.header", "%q cannot protect against CSRF: a page can send it without a CORS preflight, or scripts cannot set it", h)
+	}
+	if c.Static.Dir != "" {
+		if fi, err := os.Stat(c.Static.Dir); err != nil {
+			p.add("static.dir", "cannot be read: %v", err)
+		} else if !fi.IsDir() {
+			p.add("static.dir", "%s is not a directory", c.Static.Dir)
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		*p = append(*p, errors.New("tls.cert_file (TH_TLS_CERT_FILE) and tls.key_file (TH_TLS_KEY_FILE) must be set together, or neither"))
+	}
+	checkFile(p, "tls.cert_file", c.TLS.CertFile)
+	checkFile(p, "tls.key_file", c.TLS.KeyFile)
+	if !slices.Contains(logLevels, c.Log.Level) {
+		p.add("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		p.add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), c.Log.Format)
+	}
+}
+
+// Notes returns non-fatal remarks about a configuration, for check-config and the start-up
+// log: features that are off, settings fit only for development.
+func (c *Config) Notes() []string {
+	var notes []string
+	if c.Redis.URL == "" {
+		notes = append(notes,
+			"back-channel logout is not mounted: it needs redis.url",
+			"refresh coordination is per process: with several replicas, set redis.url so that a rotated refresh token is never replayed")
+	}
+	if !c.Cookies.Secure {
+		notes = append(notes, "cookies.secure is false: cookies lose the Secure attribute and their __Host-/__Secure- prefixes (plain-http local development only)")
+	}
+	if c.Redis.TLSInsecureSkipVerify {
+		notes = append(notes, "redis.tls_insecure_skip_verify is true: the Redis server's certificate is not verified")
+	}
+	if c.AdminListen == "" {
+		notes = append(notes, "admin_listen is empty: no /healthz, /readyz or /metrics")
+	} else if host, _, err := net.SplitHostPort(c.AdminListen); err == nil && !isLoopbackHost(host) {
+		notes = append(notes, fmt.Sprintf("admin_listen %s is not a loopback address: /metrics is reachable from the network", c.AdminListen))
+	}
+	if len(c.Routes) == 0 {
+		notes = append(notes, "no routes: nothing is proxied, only the "+c.AuthPrefix+" endpoints are served")
+	}
+	if !slices.Contains(c.OIDC.Scopes, "offline_access") {
+		notes = append(notes, "oidc.scopes lacks offline_access: many providers then issue no refresh token, and the session ends when the access token expires")
+	}
+	if len(c.OIDC.IDTokenSigningAlgs) == 0 {
+		notes = append(notes, "oidc.id_token_signing_algs is empty: the provider's advertised algorithms among RS256, ES256, PS256 are accepted")
+	}
+	if c.OIDC.BackchannelBaseURL != "" {
+		notes = append(notes, "oidc.backchannel_base_url is set: tokenhandler fetches discovery, tokens, keys, userinfo and revocation from "+c.OIDC.BackchannelBaseURL+" instead of the issuer's host")
+	}
+	return notes
+}
+
+// ParseKey parses one cookie key pair, "<hash key>:<block key>", each 32 bytes in standard
+// or URL-safe base64, padded or not (the form `tokenhandler keygen` prints). The hash key
+// authenticates (HMAC-SHA256), the block key encrypts (AES-256). Errors never repeat the
+// key.
+func ParseKey(s string) (hash, block []byte, err error) {
+	h, b, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok {
+		return nil, nil, errors.New(`is not "<base64 hash key>:<base64 block key>" (no colon)`)
+	}
+	if strings.Contains(b, ":") {
+		return nil, nil, errors.New(`is not "<base64 hash key>:<base64 block key>" (more than one colon)`)
+	}
+	if hash, err = decodeKey(h); err != nil {
+		return nil, nil, fmt.Errorf("hash key: %w", err)
+	}
+	if block, err = decodeKey(b); err != nil {
+		return nil, nil, fmt.Errorf("block key: %w", err)
+	}
+	if string(hash) == string(block) {
+		return nil, nil, errors.New("hash key and block key must differ")
+	}
+	return hash, block, nil
+}
+
+// KeyLen is the length in bytes of each half of a cookie key pair.
+const KeyLen = 32
+
+func decodeKey(s string) ([]byte, error) {
+	var b []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err = enc.Strict().DecodeString(s); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, errors.New("is not base64")
+	}
+	if len(b) != KeyLen {
+		return nil, fmt.Errorf("is %d bytes, want %d", len(b), KeyLen)
+	}
+	return b, nil
+}
+
+// parseHTTPURL parses an absolute http or https URL with a host. Its errors are messages
+// for problems.add.
+func parseHTTPURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("must be an absolute http:// or https:// URL, got %q", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("must be an absolute http:// or https:// URL, got %q", s)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("has no host: %q", s)
+	}
+	if u.Port() != "" && !validPort(u.Port()) {
+		return nil, fmt.Errorf("has a bad port: %q", s)
+	}
+	return u, nil
+}
+
+// canonicalOrigin is the origin as a browser serializes it: lower-case scheme and host,
+// no default port.
+func canonicalOrigin(u *url.URL) string {
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	port := u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return strings.ToLower(u.Scheme) + "://" + host
+}
+
+// isLoopbackHost reports whether browsers treat host as a secure context over plain http:
+// localhost, 127.0.0.0/8 or ::1.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+func checkAddr(p *problems, key, addr string, required bool) {
+	if addr == "" {
+		if required {
+			p.add(key, "is required (host:port, e.g. :8080)")
+		}
+		return
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || !validPort(port) {
+		p.add(key, "must be host:port (e.g. :8080 or 127.0.0.1:9090), got %q", addr)
+	}
+}
+
+func validPort(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return err == nil && s != "" && n <= 65535
+}
+
+func checkFile(p *problems, key, name string) {
+	if name == "" {
+		return
+	}
+	if fi, err := os.Stat(name); err != nil {
+		p.add(key, "cannot be read: %v", err)
+	} else if fi.IsDir() {
+		p.add(key, "%s is a directory", name)
+	}
+}
+
+func positive(p *problems, key string, d time.Duration) {
+	if d <= 0 {
+		p.add(key, "must be a positive duration, got %v", d)
+	}
+}
+
+// isCleanPath reports whether p is an absolute path with no empty, "." or ".." segment,
+// made only of unreserved characters and "/".
+func isCleanPath(p string) bool {
+	if p == "" || path.Clean(p) != p {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~/", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func isCookiePrefix(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether s is an RFC 9110 token (a valid header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// isUnfitCSRFHeader reports headers that prove nothing: CORS-safelisted ones a cross-site
+// form or fetch may send without a preflight, and forbidden ones scripts cannot set.
+func isUnfitCSRFHeader(h string) bool {
+	h = strings.ToLower(h)
+	switch h {
+	case "accept", "accept-language", "content-language", "content-type", "range",
+		"accept-charset", "accept-encoding", "access-control-request-headers",
+		"access-control-request-method", "connection", "content-length", "cookie", "cookie2",
+		"date", "dnt", "expect", "host", "keep-alive", "origin", "referer", "te", "trailer",
+		"transfer-encoding", "upgrade", "via", "authorization":
+		return true
+	}
+	return strings.HasPrefix(h, "proxy-") || strings.HasPrefix(h, "sec-")
+}
+
+// isScopeToken reports whether s is an RFC 6749 scope-token.
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
