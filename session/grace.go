@@ -1,0 +1,172 @@
+package session
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The rotation grace entry maps a spent refresh token to the tokens its refresh yielded, so
+// that requests still in flight with the old cookie get the new tokens instead of
+// replaying a spent refresh token. Its storage key and its sealing key are two separate
+// HKDF derivations from the old refresh token: the store learns neither the token nor the
+// tokens, and only a holder of the old refresh token can find and open the entry.
+
+const (
+	graceLookupInfo = "tokenhandler rotation-grace lookup v1"
+	graceSealInfo   = "tokenhandler rotation-grace seal v1"
+)
+
+// graceStore keeps sealed grace entries. The in-process memGrace is the default; a Redis
+// implementation shares them across replicas. get returns nil, nil for a missing or
+// expired entry.
+type graceStore interface {
+	get(ctx context.Context, key string) ([]byte, error)
+	put(ctx context.Context, key string, sealed []byte, ttl time.Duration) error
+}
+
+// graceKeys are the two derivations from one refresh token.
+type graceKeys struct {
+	lookup string // hex; the storage key
+	seal   []byte // AES-256-GCM key
+}
+
+func deriveGraceKeys(refreshToken string) (graceKeys, error) {
+	lookup, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceLookupInfo, 32)
+	if err != nil {
+		return graceKeys{}, fmt.Errorf("session: grace key: %w", err)
+	}
+	seal, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceSealInfo, 32)
+	if err != nil {
+		return graceKeys{}, fmt.Errorf("session: grace key: %w", err)
+	}
+	return graceKeys{lookup: hex.EncodeToString(lookup), seal: seal}, nil
+}
+
+// flightKey is the key of one refresh in flight: hex(SHA-256(refresh token)). The
+// in-process single-flight and a lease lock use it.
+func flightKey(refreshToken string) string {
+	h := sha256.Sum256([]byte(refreshToken))
+	return hex.EncodeToString(h[:])
+}
+
+func (k graceKeys) aead() (cipher.AEAD, error) {
+	block, err := aes.NewCipher(k.seal)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// sealTokens seals t under k: nonce || AES-256-GCM(t), with the lookup key as additional
+// data so an entry cannot be moved to another key.
+func sealTokens(k graceKeys, t *Tokens) ([]byte, error) {
+	aead, err := k.aead()
+	if err != nil {
+		return nil, fmt.Errorf("session: seal grace entry: %w", err)
+	}
+	plain, _ := (*gracePayload)(t).AppendBinary(make([]byte, 0, 64+len(t.AccessToken)+len(t.RefreshToken)+len(t.IDToken)))
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	_, _ = rand.Read(out)
+	return aead.Seal(out, out, plain, []byte(k.lookup)), nil
+}
+
+var errGraceOpen = errors.New("session: grace entry does not open")
+
+// openTokens opens an entry sealed by sealTokens under k.
+func openTokens(k graceKeys, sealed []byte) (*Tokens, error) {
+	aead, err := k.aead()
+	if err != nil {
+		return nil, fmt.Errorf("session: open grace entry: %w", err)
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, errGraceOpen
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(k.lookup))
+	if err != nil {
+		return nil, errGraceOpen
+	}
+	var p gracePayload
+	if err := p.UnmarshalBinary(plain); err != nil {
+		return nil, fmt.Errorf("%w: %w", errGraceOpen, err)
+	}
+	t := Tokens(p)
+	return &t, nil
+}
+
+// memGrace is the in-process graceStore: an expiring map. Expired entries are swept at
+// most once per sweep interval on put, and the map never holds more than memGraceMax
+// entries (beyond that, arbitrary entries go: a lost grace entry costs a refresh, not a
+// session).
+type memGrace struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	m         map[string]memGraceEntry
+	nextSweep time.Time
+}
+
+type memGraceEntry struct {
+	sealed  []byte
+	expires time.Time
+}
+
+const (
+	memGraceMax   = 1 << 16
+	memGraceSweep = time.Minute
+)
+
+func newMemGrace(now func() time.Time) *memGrace {
+	return &memGrace{now: now, m: make(map[string]memGraceEntry)}
+}
+
+func (g *memGrace) get(_ context.Context, key string) ([]byte, error) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.m[key]
+	if !ok {
+		return nil, nil
+	}
+	if !now.Before(e.expires) {
+		delete(g.m, key)
+		return nil, nil
+	}
+	return e.sealed, nil
+}
+
+func (g *memGrace) put(_ context.Context, key string, sealed []byte, ttl time.Duration) error {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !now.Before(g.nextSweep) || len(g.m) >= memGraceMax {
+		for k, e := range g.m {
+			if !now.Before(e.expires) {
+				delete(g.m, k)
+			}
+		}
+		g.nextSweep = now.Add(memGraceSweep)
+	}
+	for k := range g.m {
+		if len(g.m) < memGraceMax {
+			break
+		}
+		delete(g.m, k)
+	}
+	g.m[key] = memGraceEntry{sealed: sealed, expires: now.Add(ttl)}
+	return nil
+}
+
+func (g *memGrace) len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.m)
+}

@@ -1,0 +1,161 @@
+package session
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Login attempts: each in its own cookie for LoginTTL, at most MaxLogins at a time.
+const (
+	LoginTTL  = 10 * time.Minute
+	MaxLogins = 5
+	// maxLoginCookieSize bounds a login cookie's name plus value. A login cookie holds a
+	// return_to of up to 2 KiB, which sealed twice-base64 comes to just over 4000 bytes;
+	// it is never chunked, so it may use what every browser keeps: 4096.
+	maxLoginCookieSize = 4096
+	// loginClockSkew is how far in the future a login's creation time may lie (replicas'
+	// clocks differ a little).
+	loginClockSkew = time.Minute
+)
+
+// ErrNoLogin means the callback's state matches no login attempt this browser started
+// within LoginTTL: no login cookie for it, one that does not open, another state, or one
+// too old. The callback answers invalid_state.
+var ErrNoLogin = errors.New("no matching login in progress")
+
+// Login is the state of one login attempt, kept in its own login cookie for LoginTTL.
+type Login struct {
+	State, Nonce, Verifier, ReturnTo string
+	Created                          time.Time
+}
+
+// LoginJar writes and reads login cookies: LoginPrefix + a hash of the state, Path=/,
+// SameSite=Lax (the cookie must come back on the provider's redirect), HttpOnly, Secure,
+// Max-Age LoginTTL. One cookie per login, so two tabs do not clobber each other.
+type LoginJar struct {
+	codec *codec
+	names CookieNames
+	attrs cookieAttrs
+	now   func() time.Time
+}
+
+// NewLoginJar returns a LoginJar sealing with opts.Keys under opts.Prefix (and
+// opts.Insecure, opts.Now); the other fields are ignored.
+func NewLoginJar(opts CookieOptions) (*LoginJar, error) {
+	if !validPrefix(opts.Prefix) {
+		return nil, errors.New("session: login jar: prefix may hold only letters, digits, '-' and '_' (at most 32)")
+	}
+	c, err := newCodec(opts.Keys, LoginTTL+timestampSlack)
+	if err != nil {
+		return nil, fmt.Errorf("session: login jar: %w", err)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &LoginJar{
+		codec: c,
+		names: NewCookieNames(opts.Prefix, opts.Insecure),
+		attrs: cookieAttrs{secure: !opts.Insecure, sameSite: http.SameSiteLaxMode},
+		now:   now,
+	}, nil
+}
+
+// cookieName is the login cookie's name for state: 128 bits of its SHA-256, base64url.
+func (j *LoginJar) cookieName(state string) string {
+	h := sha256.Sum256([]byte(state))
+	return j.names.LoginPrefix + base64.RawURLEncoding.EncodeToString(h[:16])
+}
+
+// Start returns the login cookie for l (its Created is set to now when zero) and the
+// deletions of login cookies the request carried that must go: those that do not open or
+// are past LoginTTL, and the oldest beyond MaxLogins-1, so the new one makes MaxLogins.
+func (j *LoginJar) Start(r *http.Request, l *Login) ([]*http.Cookie, error) {
+	if l == nil || l.State == "" {
+		return nil, errors.New("session: start login: empty state")
+	}
+	now := j.now()
+	if l.Created.IsZero() {
+		l.Created = now
+	}
+	name := j.cookieName(l.State)
+	sealed, err := j.codec.seal(name, (*loginPayload)(l))
+	if err != nil {
+		return nil, fmt.Errorf("session: start login: %w", err)
+	}
+	if len(name)+len(sealed) > maxLoginCookieSize {
+		return nil, fmt.Errorf("session: start login: login cookie of %d bytes is too large", len(name)+len(sealed))
+	}
+	out := []*http.Cookie{j.attrs.cookie(name, sealed, "/", int(LoginTTL/time.Second))}
+
+	type live struct {
+		name    string
+		created time.Time
+	}
+	var keep []live
+	var seen []string
+	for _, ck := range r.Cookies() {
+		if !strings.HasPrefix(ck.Name, j.names.LoginPrefix) || ck.Name == name || slices.Contains(seen, ck.Name) {
+			continue
+		}
+		seen = append(seen, ck.Name)
+		var p loginPayload
+		if err := j.codec.open(ck.Name, ck.Value, &p); err != nil || j.tooOld(p.Created, now) || ck.Name != j.cookieName(p.State) {
+			out = append(out, j.attrs.deletion(ck.Name, "/"))
+			continue
+		}
+		keep = append(keep, live{ck.Name, p.Created})
+	}
+	if extra := len(keep) - (MaxLogins - 1); extra > 0 {
+		slices.SortStableFunc(keep, func(a, b live) int { return a.created.Compare(b.created) })
+		for _, l := range keep[:extra] {
+			out = append(out, j.attrs.deletion(l.name, "/"))
+		}
+	}
+	return out, nil
+}
+
+func (j *LoginJar) tooOld(created, now time.Time) bool {
+	return now.Sub(created) > LoginTTL || created.Sub(now) > loginClockSkew
+}
+
+// Finish opens the login cookie that belongs to state, found by the hash of state and
+// compared with it in constant time, and refuses one older than LoginTTL. It always
+// returns the deletion of that cookie, whatever the outcome, so the callback can delete
+// it. Errors wrap ErrNoLogin.
+func (j *LoginJar) Finish(r *http.Request, state string) (*Login, []*http.Cookie, error) {
+	name := j.cookieName(state)
+	del := []*http.Cookie{j.attrs.deletion(name, "/")}
+	if state == "" {
+		return nil, del, fmt.Errorf("session: finish login: %w: empty state", ErrNoLogin)
+	}
+	err := fmt.Errorf("session: finish login: %w: no login cookie", ErrNoLogin)
+	for _, ck := range r.Cookies() {
+		if ck.Name != name {
+			continue
+		}
+		var p loginPayload
+		if j.codec.open(name, ck.Value, &p) != nil {
+			err = fmt.Errorf("session: finish login: %w: login cookie does not open", ErrNoLogin)
+			continue
+		}
+		if subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
+			err = fmt.Errorf("session: finish login: %w: state differs", ErrNoLogin)
+			continue
+		}
+		if j.tooOld(p.Created, j.now()) {
+			err = fmt.Errorf("session: finish login: %w: login expired", ErrNoLogin)
+			continue
+		}
+		l := Login(p)
+		return &l, del, nil
+	}
+	return nil, del, err
+}

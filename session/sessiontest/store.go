@@ -1,0 +1,220 @@
+package sessiontest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenhandler/tokenhandler/session"
+)
+
+// Harness is one store under test, as RunStore needs it.
+type Harness struct {
+	Store session.Store
+	// Origin is the origin the browser talks to: "https://app.example.com", or an http://
+	// one for a store with insecure cookies.
+	Origin string
+	// RefreshPath is a request path the refresh cookie (if the store has one) is sent on.
+	RefreshPath string
+	// OtherPath is a request path it is not sent on.
+	OtherPath string
+	// Now is the store's clock; Advance moves it forward. Both may be nil: the expiry
+	// test is then skipped.
+	Now     func() time.Time
+	Advance func(time.Duration)
+}
+
+// RunStore is the conformance suite every session.Store runs: what Save stores Load
+// returns, on every path; Delete ends it; anything the store did not write is no session;
+// every Set-Cookie keeps the cookie rules. newHarness is called once per subtest.
+func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
+	ctx := context.Background()
+	now := func(h Harness) time.Time {
+		if h.Now != nil {
+			return h.Now()
+		}
+		return time.Now()
+	}
+	save := func(t *testing.T, h Harness, b *Browser, path string, s *session.Session) {
+		t.Helper()
+		cookies, err := h.Store.Save(ctx, b.Request(http.MethodGet, path), s)
+		if err != nil {
+			t.Fatalf("Save(%s) = %v, want nil", path, err)
+		}
+		CheckSetCookies(t, cookies)
+		b.Receive(path, cookies)
+	}
+	load := func(h Harness, b *Browser, path string) (*session.Session, error) {
+		return h.Store.Load(ctx, b.Request(http.MethodGet, path))
+	}
+
+	t.Run("SaveThenLoad", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		want := Sample(now(h))
+		save(t, h, b, "/auth/callback", want)
+		got, err := load(h, b, h.RefreshPath)
+		if err != nil {
+			t.Fatalf("Load(%s) = %v, want the saved session", h.RefreshPath, err)
+		}
+		if diff := Diff(got, want); diff != "" {
+			t.Errorf("Load(%s) differs from what was saved: %s", h.RefreshPath, diff)
+		}
+		got, err = load(h, b, h.OtherPath)
+		if err != nil {
+			t.Fatalf("Load(%s) = %v, want the saved session", h.OtherPath, err)
+		}
+		if got.RefreshToken != "" && got.RefreshToken != want.RefreshToken {
+			t.Errorf("Load(%s).RefreshToken differs from the saved one", h.OtherPath)
+		}
+		noRT := *want
+		noRT.RefreshToken = got.RefreshToken
+		if diff := Diff(got, &noRT); diff != "" {
+			t.Errorf("Load(%s) differs from what was saved: %s", h.OtherPath, diff)
+		}
+	})
+
+	t.Run("SaveReplaces", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		first := Sample(now(h))
+		save(t, h, b, "/auth/callback", first)
+		second := *first
+		second.AccessToken = "access-2-" + strings.Repeat("b", 50)
+		second.RefreshToken = "refresh-2"
+		second.AccessIssued = first.AccessIssued.Add(time.Minute)
+		second.AccessExpiry = first.AccessExpiry.Add(time.Minute)
+		save(t, h, b, h.RefreshPath, &second)
+		got, err := load(h, b, h.RefreshPath)
+		if err != nil {
+			t.Fatalf("Load after a second Save = %v, want the session", err)
+		}
+		if diff := Diff(got, &second); diff != "" {
+			t.Errorf("Load after a second Save: %s", diff)
+		}
+	})
+
+	t.Run("NoCookies", func(t *testing.T) {
+		h := newHarness(t)
+		_, err := load(h, NewBrowser(t, h.Origin), h.RefreshPath)
+		if !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load(no cookies) = %v, want ErrNoSession", err)
+		}
+	})
+
+	t.Run("GarbageCookies", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		save(t, h, b, "/auth/callback", Sample(now(h)))
+		for _, c := range b.Cookies(h.RefreshPath) {
+			for _, v := range []string{"", "x", "MTIzNDU2Nzg5MA==", c.Value[:len(c.Value)/2], strings.Repeat("A", 5000)} {
+				r := b.Request(http.MethodGet, h.RefreshPath)
+				r.Header.Del("Cookie")
+				for _, o := range b.Cookies(h.RefreshPath) {
+					if o.Name == c.Name {
+						o = &http.Cookie{Name: o.Name, Value: v}
+					}
+					r.AddCookie(o)
+				}
+				if _, err := h.Store.Load(ctx, r); !errors.Is(err, session.ErrNoSession) {
+					t.Errorf("Load with cookie %s replaced by %d bytes of garbage = %v, want ErrNoSession", c.Name, len(v), err)
+				}
+			}
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		s := Sample(now(h))
+		save(t, h, b, "/auth/callback", s)
+		cookies, err := h.Store.Delete(ctx, b.Request(http.MethodPost, "/auth/logout"), s)
+		if err != nil {
+			t.Fatalf("Delete = %v, want nil", err)
+		}
+		CheckSetCookies(t, cookies)
+		b.Receive("/auth/logout", cookies)
+		for _, path := range []string{h.RefreshPath, h.OtherPath} {
+			if _, err := load(h, b, path); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Load(%s) after Delete = %v, want ErrNoSession", path, err)
+			}
+			if left := b.Cookies(path); len(left) > 0 {
+				t.Errorf("after Delete the browser still sends %d cookies to %s, want none", len(left), path)
+			}
+		}
+	})
+
+	t.Run("Expired", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Advance == nil {
+			t.Skip("no clock to advance")
+		}
+		b := NewBrowser(t, h.Origin)
+		s := Sample(now(h))
+		s.Expiry = now(h).Add(time.Hour)
+		save(t, h, b, "/auth/callback", s)
+		h.Advance(time.Hour)
+		if _, err := load(h, b, h.RefreshPath); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load at the session's expiry = %v, want ErrNoSession", err)
+		}
+	})
+}
+
+// Sample returns a session that expires 12h after now, with every field set.
+func Sample(now time.Time) *session.Session {
+	return &session.Session{
+		ID:           session.NewID(),
+		Subject:      "user-1",
+		SID:          "idp-session-1",
+		Name:         "Ada Lovelace",
+		Email:        "ada@example.com",
+		IDToken:      "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2ln",
+		AccessToken:  "access-" + strings.Repeat("a", 60),
+		AccessIssued: now.Truncate(time.Second),
+		AccessExpiry: now.Truncate(time.Second).Add(5 * time.Minute),
+		RefreshToken: "refresh-1",
+		Expiry:       now.Truncate(time.Second).Add(12 * time.Hour),
+	}
+}
+
+// Diff describes how got differs from want, field by field ("" when equal; times
+// compared with Equal). Token values are never printed, only which field differs.
+func Diff(got, want *session.Session) string {
+	if got == nil || want == nil {
+		if got == want {
+			return ""
+		}
+		return "one session is nil"
+	}
+	var d []string
+	str := func(name, g, w string, secret bool) {
+		if g == w {
+			return
+		}
+		if secret {
+			d = append(d, name+" differs")
+		} else {
+			d = append(d, name+" = "+g+", want "+w)
+		}
+	}
+	tm := func(name string, g, w time.Time) {
+		if !g.Equal(w) {
+			d = append(d, name+" = "+g.String()+", want "+w.String())
+		}
+	}
+	str("ID", got.ID, want.ID, true)
+	str("Subject", got.Subject, want.Subject, false)
+	str("SID", got.SID, want.SID, false)
+	str("Name", got.Name, want.Name, false)
+	str("Email", got.Email, want.Email, false)
+	str("IDToken", got.IDToken, want.IDToken, true)
+	str("AccessToken", got.AccessToken, want.AccessToken, true)
+	str("RefreshToken", got.RefreshToken, want.RefreshToken, true)
+	tm("AccessIssued", got.AccessIssued, want.AccessIssued)
+	tm("AccessExpiry", got.AccessExpiry, want.AccessExpiry)
+	tm("Expiry", got.Expiry, want.Expiry)
+	return strings.Join(d, "; ")
+}
