@@ -1,0 +1,266 @@
+package oauthagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/tokenhandler/tokenhandler/session"
+	"github.com/tokenhandler/tokenhandler/web"
+)
+
+// clientContext carries our timeout-bounded client to go-oidc and x/oauth2, which read it
+// from the context.
+func (a *Agent) clientContext(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, a.opts.HTTPClient)
+}
+
+// session tells the SPA whether it is signed in. It never refreshes.
+func (a *Agent) session(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.store.Load(r.Context(), r)
+	if errors.Is(err, session.ErrNoSession) {
+		web.JSON(w, http.StatusOK, map[string]bool{"authenticated": false})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	web.JSON(w, http.StatusOK, struct {
+		Authenticated  bool   `json:"authenticated"`
+		Subject        string `json:"sub"`
+		Name           string `json:"name,omitempty"`
+		Email          string `json:"email,omitempty"`
+		AccessExpires  string `json:"access_token_expires_at,omitempty"`
+		SessionExpires string `json:"session_expires_at"`
+	}{true, s.Subject, s.Name, s.Email, rfc3339(s.AccessExpiry), rfc3339(s.Expiry)})
+	return nil
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// claims returns the ID token's claims, verified when the session began.
+func (a *Agent) claims(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.store.Load(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	c, err := unverifiedClaims(s.IDToken)
+	if err != nil {
+		return fmt.Errorf("oauthagent: claims: %w", err)
+	}
+	web.JSON(w, http.StatusOK, c)
+	return nil
+}
+
+// userinfo returns the provider's userinfo for the session, refreshing the access token
+// first when it is expiring.
+func (a *Agent) userinfo(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	p, err := a.ready()
+	if err != nil {
+		return err
+	}
+	if p.meta.UserinfoEndpoint == "" {
+		web.Error(w, http.StatusNotFound, web.CodeNotFound)
+		return nil
+	}
+	s, err := a.store.Load(ctx, r)
+	if err != nil {
+		return err
+	}
+	s, err = a.freshen(ctx, w, r, s, false)
+	if err != nil {
+		return err
+	}
+	info, err := a.fetchUserinfo(ctx, p, s.AccessToken)
+	if err != nil {
+		return err
+	}
+	if info.Subject != s.Subject {
+		return fmt.Errorf("oauthagent: userinfo: %w: sub differs from the session's", session.ErrIdPUnavailable)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(info.raw)
+	return err
+}
+
+// refresh is the explicit refresh: rarely needed, since the proxy refreshes by itself.
+func (a *Agent) refresh(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	s, err := a.store.Load(ctx, r)
+	if err != nil {
+		return err
+	}
+	if _, err := a.freshen(ctx, w, r, s, true); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// freshen refreshes s when force is set or its access token is expiring, and puts the
+// new cookies on w. When the provider refused the refresh token, the session's cookies
+// are deleted and the error wraps session.ErrRefreshDenied.
+func (a *Agent) freshen(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session.Session, force bool) (*session.Session, error) {
+	if !force && !s.NeedsRefresh(a.now(), a.opts.RefreshSkew) {
+		return s, nil
+	}
+	ns, err := a.refresher.Refresh(ctx, s)
+	if errors.Is(err, session.ErrRefreshDenied) {
+		del, derr := a.store.Delete(ctx, r, s)
+		if derr != nil {
+			a.log.WarnContext(ctx, "deleting an ended session failed", "err", derr)
+		}
+		web.SetCookies(w, del)
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	cookies, err := a.store.Save(ctx, r, ns)
+	if err != nil {
+		return nil, fmt.Errorf("oauthagent: save refreshed session: %w", err)
+	}
+	web.SetCookies(w, cookies)
+	return ns, nil
+}
+
+// logout ends the local session whatever else fails: it revokes the refresh token where
+// the provider offers revocation (a failure is logged, never an error), clears every
+// cookie, and tells the SPA where to send the browser for the provider's logout.
+func (a *Agent) logout(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	s, err := a.store.Load(ctx, r)
+	if err != nil {
+		if !errors.Is(err, session.ErrNoSession) {
+			a.log.WarnContext(ctx, "logout without a readable session", "err", err)
+		}
+		s = nil
+	}
+	p := a.provider.Load()
+	if s != nil && s.RefreshToken != "" && p != nil && p.meta.RevocationEndpoint != "" {
+		if err := a.revoke(ctx, p, s.RefreshToken); err != nil {
+			a.log.WarnContext(ctx, "refresh token revocation failed; the local session ends anyway", "err", err)
+		}
+	}
+	del, err := a.store.Delete(ctx, r, s)
+	if err != nil {
+		a.log.WarnContext(ctx, "deleting the session from the store failed; its cookies are cleared", "err", err)
+	}
+	web.SetCookies(w, del)
+	if s != nil {
+		a.log.InfoContext(ctx, "signed out", "session", s)
+	}
+	web.JSON(w, http.StatusOK, map[string]string{"logout_url": a.logoutURL(p, s)})
+	return nil
+}
+
+// logoutURL is the RP-initiated logout URL, or the post-logout URL itself when the
+// provider has no end_session_endpoint.
+func (a *Agent) logoutURL(p *provider, s *session.Session) string {
+	if p == nil || p.meta.EndSessionEndpoint == "" {
+		return a.opts.PostLogoutRedirectURL
+	}
+	u, err := url.Parse(p.meta.EndSessionEndpoint)
+	if err != nil {
+		return a.opts.PostLogoutRedirectURL
+	}
+	q := u.Query()
+	q.Set("client_id", a.opts.ClientID)
+	if a.opts.PostLogoutRedirectURL != "" {
+		q.Set("post_logout_redirect_uri", a.opts.PostLogoutRedirectURL)
+	}
+	if s != nil && s.IDToken != "" {
+		q.Set("id_token_hint", s.IDToken)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// revoke revokes a refresh token (RFC 7009), authenticating as the token endpoint does.
+func (a *Agent) revoke(ctx context.Context, p *provider, token string) error {
+	form := url.Values{"token": {token}, "token_type_hint": {"refresh_token"}}
+	if a.opts.TokenAuthMethod == "client_secret_post" {
+		form.Set("client_id", a.opts.ClientID)
+		form.Set("client_secret", a.opts.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.meta.RevocationEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("oauthagent: revoke: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if a.opts.TokenAuthMethod != "client_secret_post" {
+		req.SetBasicAuth(url.QueryEscape(a.opts.ClientID), url.QueryEscape(a.opts.ClientSecret))
+	}
+	resp, err := a.opts.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("oauthagent: revoke: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("oauthagent: revoke: provider answered %s", resp.Status)
+	}
+	return nil
+}
+
+var errInvalidUserinfo = errors.New("invalid userinfo response")
+
+type userinfoResult struct {
+	Subject string
+	Email   string
+	claims  map[string]any
+	raw     json.RawMessage
+}
+
+// fetchUserinfo calls the userinfo endpoint with the access token. A refusal or outage
+// wraps session.ErrIdPUnavailable; an answer that is not a JSON object with a sub wraps
+// errInvalidUserinfo.
+func (a *Agent) fetchUserinfo(ctx context.Context, p *provider, accessToken string) (*userinfoResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.meta.UserinfoEndpoint, nil)
+	if err != nil {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := a.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: %w", session.ErrIdPUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: %w", session.ErrIdPUnavailable, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: provider answered %s", session.ErrIdPUnavailable, resp.Status)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "" && mt != "application/json" {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: content type %q", errInvalidUserinfo, mt)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: %w", errInvalidUserinfo, err)
+	}
+	sub, _ := m["sub"].(string)
+	if sub == "" {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: no sub", errInvalidUserinfo)
+	}
+	email, _ := m["email"].(string)
+	return &userinfoResult{Subject: sub, Email: email, claims: m, raw: body}, nil
+}

@@ -1,0 +1,258 @@
+package oauthagent
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/tokenhandler/tokenhandler/session"
+	"github.com/tokenhandler/tokenhandler/web"
+)
+
+// maxReturnTo bounds return_to.
+const maxReturnTo = 2048
+
+// ValidReturnTo checks a return_to value: absent means "/"; otherwise only a same-origin
+// relative path is accepted: one leading "/", not "//" or "/\", no scheme or host, no
+// control characters or backslashes and none of their %-encodings, at most 2 KiB. The
+// query is kept, the fragment dropped.
+func ValidReturnTo(s string) (string, bool) {
+	if s == "" {
+		return "/", true
+	}
+	if len(s) > maxReturnTo || s[0] != '/' || len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
+		return "", false
+	}
+	s, _, _ = strings.Cut(s, "#")
+	lower := strings.ToLower(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return "", false
+		}
+		if s[i] == '%' {
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return "", false
+			}
+			// %00-%1F, %7F (control characters) and %5C (backslash) are refused
+			// anywhere; %2F right after the leading slash would make "//" once decoded.
+			hex := lower[i+1 : i+3]
+			if hex[0] == '0' || hex[0] == '1' || hex == "7f" || hex == "5c" || (i == 1 && hex == "2f") {
+				return "", false
+			}
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return "", false
+	}
+	return s, true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func random128() string {
+	b := make([]byte, 32) // 256 bits; at least 128 are required
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// login starts a sign-in: PKCE S256, state and nonce in a login cookie of its own.
+func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.ready()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if len(q["return_to"]) > 1 {
+		return fmt.Errorf("oauthagent: login: %w: return_to given twice", errBadRequest)
+	}
+	returnTo, ok := ValidReturnTo(q.Get("return_to"))
+	if !ok || a.isAuthPath(returnTo) {
+		return fmt.Errorf("oauthagent: login: %w: return_to is not a same-origin page", errBadRequest)
+	}
+	l := &session.Login{
+		State:    random128(),
+		Nonce:    random128(),
+		Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo,
+		Created:  a.now(),
+	}
+	cookies, err := a.logins.Start(r, l)
+	if err != nil {
+		return fmt.Errorf("oauthagent: login: %w", err)
+	}
+	web.SetCookies(w, cookies)
+	a.obs.Login("started")
+	http.Redirect(w, r, p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)), http.StatusFound)
+	return nil
+}
+
+func (a *Agent) isAuthPath(p string) bool {
+	path, _, _ := strings.Cut(p, "?")
+	return path == a.opts.AuthPrefix || strings.HasPrefix(path, a.opts.AuthPrefix+"/")
+}
+
+// callbackError carries the auth_error code a failed callback redirects with.
+type callbackError struct {
+	code string
+	err  error
+}
+
+func (e *callbackError) Error() string {
+	return "oauthagent: callback: " + e.code + ": " + e.err.Error()
+}
+func (e *callbackError) Unwrap() error { return e.err }
+
+func cbErr(code string, err error) error { return &callbackError{code: code, err: err} }
+
+// providerErrors are the provider's own error codes that reach the SPA as they are.
+var providerErrors = map[string]bool{
+	"access_denied": true, "login_required": true, "consent_required": true, "interaction_required": true,
+}
+
+// callback finishes a sign-in. Whatever happens, the attempt's login cookie is deleted;
+// on any failure the browser lands on the error path with auth_error and no session.
+func (a *Agent) callback(w http.ResponseWriter, r *http.Request) error {
+	returnTo, cookies, err := a.finishLogin(r)
+	web.SetCookies(w, cookies)
+	if err != nil {
+		code := "idp_error"
+		var ce *callbackError
+		if errors.As(err, &ce) {
+			code = ce.code
+		}
+		a.obs.Login(code)
+		a.log.InfoContext(r.Context(), "sign-in failed", "auth_error", code, "err", err)
+		http.Redirect(w, r, a.errorURL(code), http.StatusFound)
+		return nil
+	}
+	a.obs.Login("success")
+	http.Redirect(w, r, returnTo, http.StatusFound)
+	return nil
+}
+
+func (a *Agent) errorURL(code string) string {
+	u, err := url.Parse(a.opts.ErrorPath)
+	if err != nil {
+		u = &url.URL{Path: "/"}
+	}
+	q := u.Query()
+	q.Set("auth_error", code)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// finishLogin returns where to send the browser and the cookies to set: the login
+// cookie's deletion always, the session cookies on success only.
+func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	states := q["state"]
+	if len(states) != 1 || states[0] == "" {
+		return "", nil, cbErr("invalid_state", errors.New("state missing, empty or repeated"))
+	}
+	login, cookies, err := a.logins.Finish(r, states[0])
+	if err != nil {
+		return "", cookies, cbErr("invalid_state", err)
+	}
+	if e := q.Get("error"); e != "" || len(q["error"]) > 0 {
+		if providerErrors[e] {
+			return "", cookies, cbErr(e, errors.New("the provider answered with an error"))
+		}
+		return "", cookies, cbErr("idp_error", errors.New("the provider answered with an error"))
+	}
+	p, err := a.ready()
+	if err != nil {
+		return "", cookies, cbErr("idp_unavailable", err)
+	}
+	if isses, ok := q["iss"]; ok || p.meta.AuthorizationResponseIss {
+		if len(isses) != 1 || isses[0] != p.meta.Issuer {
+			return "", cookies, cbErr("invalid_iss", errors.New("iss parameter missing or not the issuer"))
+		}
+	}
+	codes := q["code"]
+	if len(codes) != 1 || codes[0] == "" {
+		return "", cookies, cbErr("invalid_state", errors.New("code missing, empty or repeated"))
+	}
+	returnTo, ok := ValidReturnTo(login.ReturnTo)
+	if !ok {
+		return "", cookies, cbErr("invalid_state", errors.New("return_to no longer valid"))
+	}
+
+	pctx := a.clientContext(ctx)
+	tok, err := p.oauth2.Exchange(pctx, codes[0], oauth2.VerifierOption(login.Verifier))
+	if err != nil {
+		if isOAuthError(err) {
+			return "", cookies, cbErr("token_exchange_failed", err)
+		}
+		return "", cookies, cbErr("idp_unavailable", err)
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return "", cookies, cbErr("invalid_id_token", errors.New("token response without id_token"))
+	}
+	now := a.now()
+	idt, claims, err := verifyIDToken(pctx, p.verifier, a.opts.ClientID, rawID, login.Nonce, now)
+	if err != nil {
+		return "", cookies, cbErr("invalid_id_token", err)
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			return "", cookies, cbErr("invalid_id_token", err)
+		}
+	}
+	s := &session.Session{
+		ID:           session.NewID(),
+		Subject:      claims.Subject,
+		SID:          claims.SID,
+		Name:         claims.Name,
+		Email:        claims.Email,
+		IDToken:      rawID,
+		AccessToken:  tok.AccessToken,
+		AccessIssued: now,
+		AccessExpiry: accessExpiry(tok),
+		RefreshToken: tok.RefreshToken,
+		Expiry:       now.Add(a.opts.Lifetime),
+	}
+	if (s.Name == "" || s.Email == "") && p.meta.UserinfoEndpoint != "" {
+		info, err := a.fetchUserinfo(ctx, p, s.AccessToken)
+		if err != nil {
+			if errors.Is(err, errInvalidUserinfo) {
+				return "", cookies, cbErr("invalid_userinfo", err)
+			}
+			return "", cookies, cbErr("idp_unavailable", err)
+		}
+		if info.Subject != s.Subject {
+			return "", cookies, cbErr("invalid_userinfo", errors.New("userinfo sub differs from the id token's"))
+		}
+		if s.Name == "" {
+			s.Name, _ = info.claims["name"].(string)
+		}
+		if s.Email == "" {
+			s.Email = info.Email
+		}
+	}
+	sc, err := a.store.Save(ctx, r, s)
+	if err != nil {
+		// The callback's codes have no store outage of their own; the SPA retries either way.
+		return "", cookies, cbErr("idp_unavailable", err)
+	}
+	a.log.InfoContext(ctx, "signed in", "session", s)
+	return returnTo, append(cookies, sc...), nil
+}
+
+// isOAuthError reports whether the token endpoint answered 4xx with an OAuth error body,
+// that is, it refused the request rather than failed to answer.
+func isOAuthError(err error) bool {
+	var rerr *oauth2.RetrieveError
+	return errors.As(err, &rerr) && rerr.Response != nil && rerr.Response.StatusCode/100 == 4 && rerr.ErrorCode != ""
+}

@@ -1,0 +1,160 @@
+package oauthagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenhandler/tokenhandler/session"
+)
+
+// Refresher refreshes a session's tokens through the provider's token endpoint, spending
+// each refresh token at most once: the session.Coordinator runs one refresh per refresh
+// token at a time and serves late callers from the rotation grace entry.
+type Refresher struct {
+	agent *Agent
+	coord *session.Coordinator
+}
+
+// Refresh returns a copy of s with fresh tokens. Errors wrap session.ErrRefreshDenied
+// when the provider refused the refresh token (the session is over) and
+// session.ErrIdPUnavailable when it could not be asked or gave no usable answer (the
+// session is kept).
+func (r *Refresher) Refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+	start := time.Now()
+	ns, err := r.refresh(ctx, s)
+	outcome := "success"
+	switch {
+	case errors.Is(err, session.ErrRefreshDenied):
+		outcome = "denied"
+	case errors.Is(err, session.ErrIdPUnavailable):
+		outcome = "idp_unavailable"
+	case err != nil:
+		outcome = "error"
+	}
+	r.agent.obs.Refresh(outcome, time.Since(start))
+	return ns, err
+}
+
+func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+	p, err := r.agent.ready()
+	if err != nil {
+		return nil, fmt.Errorf("oauthagent: refresh: %w: %w", session.ErrIdPUnavailable, err)
+	}
+	if s.RefreshToken == "" {
+		return nil, fmt.Errorf("oauthagent: refresh: %w: the session holds no refresh token", session.ErrRefreshDenied)
+	}
+	toks, err := r.coord.Refresh(ctx, s.RefreshToken, func(ctx context.Context) (*session.Tokens, error) {
+		return r.spend(ctx, p, s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ns := *s
+	ns.AccessToken = toks.AccessToken
+	ns.AccessIssued = toks.AccessIssued
+	ns.AccessExpiry = toks.AccessExpiry
+	ns.RefreshToken = toks.RefreshToken
+	if toks.IDToken != "" {
+		ns.IDToken = toks.IDToken
+	}
+	return &ns, nil
+}
+
+// spend makes the one token-endpoint call for s's refresh token. The context it gets
+// from the coordinator outlives the callers: a refresh once sent is never cancelled.
+func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) (*session.Tokens, error) {
+	a := r.agent
+	// A one-shot token source: x/oauth2 gives no hook when it refreshes, so the rotated
+	// refresh token is taken from what it returns (it keeps the old one when the provider
+	// sends none).
+	tok, err := p.oauth2.TokenSource(a.clientContext(ctx), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
+	if err != nil {
+		return nil, classifyRefreshError(ctx, a, err)
+	}
+	now := a.now()
+	t := &session.Tokens{
+		AccessToken:  tok.AccessToken,
+		AccessIssued: now,
+		AccessExpiry: accessExpiry(tok),
+		RefreshToken: tok.RefreshToken,
+	}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		if err := r.checkRefreshedIDToken(ctx, p, s.IDToken, raw, now); err != nil {
+			// The refresh token is spent and the new tokens cannot be trusted: the
+			// session ends.
+			a.log.WarnContext(ctx, "refreshed id token rejected; ending the session", "err", err)
+			return nil, fmt.Errorf("oauthagent: refresh: %w: %w", session.ErrRefreshDenied, err)
+		}
+		t.IDToken = raw
+	}
+	return t, nil
+}
+
+// classifyRefreshError decides the outcome from what the token endpoint said: a 4xx
+// with an OAuth error body means the refresh token is dead, except invalid_client, which
+// means our own credentials are wrong; anything else is an outage.
+func classifyRefreshError(ctx context.Context, a *Agent, err error) error {
+	var rerr *oauth2.RetrieveError
+	if errors.As(err, &rerr) && rerr.Response != nil && rerr.Response.StatusCode/100 == 4 && rerr.ErrorCode != "" {
+		if rerr.ErrorCode == "invalid_client" {
+			a.log.ErrorContext(ctx, "the provider refused tokenhandler's client credentials (invalid_client): check oidc.client_id and oidc.client_secret")
+			return fmt.Errorf("oauthagent: refresh: %w: invalid_client", session.ErrIdPUnavailable)
+		}
+		// The body's error_description is not kept: only the code is logged.
+		return fmt.Errorf("oauthagent: refresh: %w: %s (%d)", session.ErrRefreshDenied, rerr.ErrorCode, rerr.Response.StatusCode)
+	}
+	if rerr != nil && rerr.Response != nil {
+		return fmt.Errorf("oauthagent: refresh: %w: token endpoint answered %s", session.ErrIdPUnavailable, rerr.Response.Status)
+	}
+	return fmt.Errorf("oauthagent: refresh: %w: %w", session.ErrIdPUnavailable, err)
+}
+
+// checkRefreshedIDToken verifies an ID token returned by a refresh and checks it belongs
+// to the same sign-in as the session's: same iss, sub and aud, azp unchanged.
+func (r *Refresher) checkRefreshedIDToken(ctx context.Context, p *provider, oldRaw, raw string, now time.Time) error {
+	_, fresh, err := verifyIDToken(ctx, p.verifier, r.agent.opts.ClientID, raw, "", now)
+	if err != nil {
+		return err
+	}
+	old, err := partyOf(oldRaw)
+	if err != nil {
+		return err
+	}
+	return sameParty(old, fresh)
+}
+
+// partyOf reads iss, sub, aud and azp of an ID token that was verified when it entered
+// the session.
+func partyOf(raw string) (*idClaims, error) {
+	m, err := unverifiedClaims(raw)
+	if err != nil {
+		return nil, err
+	}
+	c := &idClaims{}
+	c.Issuer, _ = m["iss"].(string)
+	c.Subject, _ = m["sub"].(string)
+	c.AZP, _ = m["azp"].(string)
+	switch aud := m["aud"].(type) {
+	case string:
+		c.Audience = []string{aud}
+	case []any:
+		for _, v := range aud {
+			s, _ := v.(string)
+			c.Audience = append(c.Audience, s)
+		}
+	}
+	return c, nil
+}
+
+// accessExpiry is the access token's expiry: from expires_in, or a JWT's exp when the
+// response had none; zero when neither is known.
+func accessExpiry(tok *oauth2.Token) time.Time {
+	if !tok.Expiry.IsZero() {
+		return tok.Expiry
+	}
+	return jwtExpiry(tok.AccessToken)
+}
