@@ -1,0 +1,164 @@
+// Package metrics owns tokenhandler's operational signals: the Prometheus metrics served
+// on the admin listener's /metrics, and the per-request JSON log line with its request id.
+//
+// It knows nothing of OAuth or sessions: the packages that do the work report to it
+// through small methods (Login, Refresh, Upstream, Request, RedisError) and an
+// http.RoundTripper that counts token-endpoint calls. It never sees a token, a cookie or
+// a query string, so nothing it records or logs can leak one.
+//
+// A nil *Metrics is valid and records nothing, so wiring can be optional.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "tokenhandler"
+
+// Metrics holds tokenhandler's collectors in a registry of its own (never the global
+// one, so two instances in one test binary do not collide).
+type Metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	upstream      *prometheus.HistogramVec
+	upstreamResps *prometheus.CounterVec
+	refreshes     *prometheus.CounterVec
+	refreshDur    *prometheus.HistogramVec
+	tokenEndpoint *prometheus.CounterVec
+	logins        *prometheus.CounterVec
+	redisErrors   *prometheus.CounterVec
+}
+
+// New returns Metrics registered in a fresh registry that also carries the Go runtime
+// and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "http_requests_total",
+			Help:      "Requests answered on the public listener, by route (a configured route prefix, auth, static or other) and status code.",
+		}, []string{"route", "status"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "upstream_duration_seconds",
+			Help:      "Time from sending a proxied request upstream until its response headers arrived (or the attempt failed), by route.",
+			Buckets:   prometheus.DefBuckets,
+		}, []string{"route"}),
+		upstreamResps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "upstream_responses_total",
+			Help:      "Upstream answers by route and status code; status \"error\" means no answer (connection error or timeout).",
+		}, []string{"route", "status"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "refreshes_total",
+			Help:      "Access-token refreshes by outcome.",
+		}, []string{"outcome"}),
+		refreshDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "refresh_duration_seconds",
+			Help:      "Time a refresh took for its caller, by outcome.",
+			Buckets:   prometheus.DefBuckets,
+		}, []string{"outcome"}),
+		tokenEndpoint: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "token_endpoint_requests_total",
+			Help:      "Calls to the provider's token endpoint by grant_type and status code; status \"error\" means no answer.",
+		}, []string{"grant_type", "status"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "logins_total",
+			Help:      "Logins by outcome: started, success, or the auth_error code of a failed callback.",
+		}, []string{"outcome"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "redis_errors_total",
+			Help:      "Failed Redis operations by operation.",
+		}, []string{"op"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.upstream, m.upstreamResps, m.refreshes, m.refreshDur,
+		m.tokenEndpoint, m.logins, m.redisErrors,
+	)
+	// Series a dashboard or a test compares before and after exist from the start, at 0.
+	m.refreshes.WithLabelValues("success")
+	m.logins.WithLabelValues("success")
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format, for /metrics.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registerer lets a package add collectors of its own to the same registry.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
+// Gatherer exposes the registry, for tests and for pushing.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Login counts a login by outcome. Together with Refresh it satisfies
+// oauthagent.Observer.
+func (m *Metrics) Login(outcome string) {
+	if m == nil {
+		return
+	}
+	m.logins.WithLabelValues(outcome).Inc()
+}
+
+// Refresh counts a refresh by outcome and records how long it took.
+func (m *Metrics) Refresh(outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.refreshes.WithLabelValues(outcome).Inc()
+	m.refreshDur.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// Upstream records one attempt to reach route's upstream: its latency until the response
+// headers arrived and its status; status 0 means no response (connection error, timeout).
+func (m *Metrics) Upstream(route string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.upstream.WithLabelValues(route).Observe(d.Seconds())
+	m.upstreamResps.WithLabelValues(route, statusLabel(status)).Inc()
+}
+
+// Request counts one answered request. route must come from a bounded set (a configured
+// route prefix, "auth", "static", "other"), never from the raw path.
+func (m *Metrics) Request(route string, status int) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, statusLabel(status)).Inc()
+}
+
+// RedisError counts a failed Redis operation (op: "get", "set", "lock", ...).
+func (m *Metrics) RedisError(op string) {
+	if m == nil {
+		return
+	}
+	m.redisErrors.WithLabelValues(op).Inc()
+}
+
+// statusLabel keeps the status label bounded: a valid code as digits, anything else
+// "error".
+func statusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "error"
+	}
+	return strconv.Itoa(status)
+}
