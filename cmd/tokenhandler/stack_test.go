@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/session"
+)
+
+// stack is tokenhandler in-process on a loopback listener, in front of a real provider
+// started by the harness, with every response and log line recorded so that tests can
+// look for leaked secrets.
+type stack struct {
+	t    testing.TB
+	idp  *idptest.Provider
+	app  *app
+	cfg  *config.Config
+	url  string // http://127.0.0.1:PORT, the public URL
+	logs *syncBuffer
+	rec  *recorder
+}
+
+type stackOptions struct {
+	kind string
+	idp  idptest.Options
+	env  map[string]string // extra TH_* settings
+}
+
+func startStack(t testing.TB, o stackOptions) *stack {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	o.idp.RedirectURL = base + "/auth/callback"
+	if o.idp.PostLogoutRedirectURL == "" {
+		o.idp.PostLogoutRedirectURL = base + "/"
+	}
+	idp := idptest.Start(t, o.kind, o.idp)
+
+	key, err := session.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"TH_PUBLIC_URL":         base,
+		"TH_OIDC_ISSUER":        idp.Issuer,
+		"TH_OIDC_CLIENT_ID":     idp.ClientID,
+		"TH_OIDC_CLIENT_SECRET": idp.ClientSecret,
+		"TH_COOKIES_KEYS":       key.String(),
+		"TH_ADMIN_LISTEN":       "",
+	}
+	for k, v := range o.env {
+		env[k] = v
+	}
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	cfg, warnings, err := config.Load("", func(k string) string { return env[k] }, environ)
+	if err != nil {
+		t.Fatalf("config.Load: %v", err)
+	}
+	if len(warnings) > 0 {
+		t.Fatalf("config.Load warnings: %v", warnings)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := newApp(cfg, logger)
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.agent.Discover(ctx); err != nil {
+		t.Fatalf("Discover: %v", err)
+	}
+	rec := &recorder{}
+	srv := &http.Server{Handler: rec.wrap(a.public), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if t.Failed() {
+			t.Logf("tokenhandler log:\n%s", logs.String())
+		}
+	})
+	return &stack{t: t, idp: idp, app: a, cfg: cfg, url: base, logs: logs, rec: rec}
+}
+
+// signIn runs a whole login for a fresh browser-like client and returns it.
+func (s *stack) signIn(returnTo string) *http.Client {
+	s.t.Helper()
+	c := idptest.NewClient(s.t)
+	resp := s.idp.SignIn(s.t, c, s.url+"/auth/login?return_to="+url.QueryEscape(returnTo))
+	resp.Body.Close()
+	if got := resp.Request.URL.String(); got != s.url+returnTo {
+		s.t.Fatalf("after sign-in the browser is at %s, want %s", got, s.url+returnTo)
+	}
+	return c
+}
+
+// do sends a request with the client's cookies, the CSRF header on anything but GET.
+func (s *stack) do(c *http.Client, method, path string, hdr map[string]string) (*http.Response, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if method != http.MethodGet {
+		req.Header.Set("X-CSRF", "1")
+	}
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	noFollow := *c
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// session opens the session the client's cookies carry on path, as tokenhandler would.
+func (s *stack) session(c *http.Client, path string) (*session.Session, error) {
+	s.t.Helper()
+	u, _ := url.Parse(s.url + path)
+	req := httptest.NewRequest(http.MethodGet, s.url+path, nil)
+	for _, ck := range c.Jar.Cookies(u) {
+		req.AddCookie(ck)
+	}
+	store, err := session.NewCookieStore(s.cookieOptions())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return store.Load(context.Background(), req)
+}
+
+func (s *stack) cookieOptions() session.CookieOptions {
+	kp, err := session.ParseKeyPair(string(s.cfg.Cookies.Keys[0]))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	paths := []string{"/auth/refresh", "/auth/logout", "/auth/userinfo"}
+	for _, r := range s.cfg.Routes {
+		paths = append(paths, r.Path)
+	}
+	return session.CookieOptions{Keys: []session.KeyPair{kp}, Prefix: s.cfg.Cookies.Prefix, RefreshPaths: paths, Lifetime: s.cfg.Session.Lifetime}
+}
+
+// assertNoLeak fails when any of secrets appears in a response tokenhandler wrote
+// (bodies, headers, Location) or in its log. Set-Cookie headers carry sealed values by
+// design and are left out; allowInLogoutURL lists the ID tokens that may appear as
+// id_token_hint inside a logout_url.
+func (s *stack) assertNoLeak(secrets map[string]string, allowInLogoutURL ...string) {
+	s.t.Helper()
+	logs := s.logs.String()
+	for what, v := range secrets {
+		if len(v) < 8 {
+			continue
+		}
+		if strings.Contains(logs, v) {
+			s.t.Errorf("the log contains the %s", what)
+		}
+		for _, r := range s.rec.all() {
+			text := r.text()
+			for _, ok := range allowInLogoutURL {
+				if ok == v {
+					text = strings.ReplaceAll(text, "id_token_hint="+url.QueryEscape(v), "")
+				}
+			}
+			if strings.Contains(text, v) {
+				s.t.Errorf("a response to %s contains the %s", r.path, what)
+			}
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// recorder keeps every response tokenhandler writes.
+type recorder struct {
+	mu   sync.Mutex
+	resp []*recorded
+}
+
+type recorded struct {
+	path   string
+	header http.Header
+	body   bytes.Buffer
+}
+
+func (r *recorded) text() string {
+	h := r.header.Clone()
+	h.Del("Set-Cookie")
+	var b strings.Builder
+	_ = h.Write(&b)
+	b.Write(r.body.Bytes())
+	return b.String()
+}
+
+func (r *recorder) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rec := &recorded{path: req.URL.Path}
+		r.mu.Lock()
+		r.resp = append(r.resp, rec)
+		r.mu.Unlock()
+		h.ServeHTTP(&teeWriter{ResponseWriter: w, rec: rec}, req)
+		rec.header = w.Header().Clone()
+	})
+}
+
+func (r *recorder) all() []*recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*recorded(nil), r.resp...)
+}
+
+type teeWriter struct {
+	http.ResponseWriter
+	rec *recorded
+	mu  sync.Mutex
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.rec.body.Write(p)
+	t.mu.Unlock()
+	return t.ResponseWriter.Write(p)
+}
+
+func (t *teeWriter) Flush() {
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (t *teeWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+func decodeJSON(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, b)
+	}
+	return m
+}
