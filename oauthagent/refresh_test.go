@@ -1,0 +1,190 @@
+package oauthagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokenhandler/tokenhandler/session"
+)
+
+// fakeProvider is a hand-written provider for the answers a real one will not give on
+// demand: each case sets what the token endpoint says.
+type fakeProvider struct {
+	srv        *httptest.Server
+	tokenCalls atomic.Int64
+	answer     func(w http.ResponseWriter, r *http.Request)
+}
+
+func newFakeProvider(t *testing.T) *fakeProvider {
+	f := &fakeProvider{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		u := f.srv.URL
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": u, "authorization_endpoint": u + "/auth", "token_endpoint": u + "/token",
+			"jwks_uri": u + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: testKey.Public(), Algorithm: "RS256", Use: "sig"}}})
+	})
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		f.tokenCalls.Add(1)
+		f.answer(w, r)
+	})
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func newTestAgent(t *testing.T, issuer string) (*Agent, *session.CookieStore) {
+	t.Helper()
+	kp, err := session.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := session.CookieOptions{Keys: []session.KeyPair{kp}, RefreshPaths: []string{"/auth/refresh", "/auth/logout", "/auth/userinfo"}, Lifetime: time.Hour}
+	store, err := session.NewCookieStore(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logins, err := session.NewLoginJar(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(store, logins, session.NewCoordinator(session.CoordinatorOptions{}), Options{
+		Issuer: issuer, ClientID: "spa", ClientSecret: "s3cret", RedirectURL: "https://app.test/auth/callback",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return a, store
+}
+
+func tokenJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+func TestRefreshOutcomes(t *testing.T) {
+	now := time.Now()
+	idToken := func(issuer, sub string) string {
+		return signJSON(t, testKey, claimsJSON(t, map[string]any{"iss": issuer, "sub": sub, "aud": "spa", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix()}))
+	}
+	tests := []struct {
+		name   string
+		answer func(issuer string) http.HandlerFunc
+		want   error // nil: success
+	}{
+		{"rotated", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				tokenJSON(w, 200, `{"access_token":"at-2","token_type":"Bearer","expires_in":60,"refresh_token":"rt-2"}`)
+			}
+		}, nil},
+		{"invalid_grant (Hydra)", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 400, `{"error":"invalid_grant"}`) }
+		}, session.ErrRefreshDenied},
+		{"invalid_request (Dex)", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 400, `{"error":"invalid_request"}`) }
+		}, session.ErrRefreshDenied},
+		{"401 unauthorized_client", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 401, `{"error":"unauthorized_client"}`) }
+		}, session.ErrRefreshDenied},
+		{"invalid_client keeps the session", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 401, `{"error":"invalid_client"}`) }
+		}, session.ErrIdPUnavailable},
+		{"400 without an OAuth body", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 400, `<html>bad gateway page</html>`) }
+		}, session.ErrIdPUnavailable},
+		{"5xx", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 503, `{"error":"temporarily_unavailable"}`) }
+		}, session.ErrIdPUnavailable},
+		{"2xx without a token", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 200, `{"token_type":"Bearer"}`) }
+		}, session.ErrIdPUnavailable},
+		{"connection dropped", func(string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				conn, _, _ := w.(http.Hijacker).Hijack()
+				_ = conn.Close()
+			}
+		}, session.ErrIdPUnavailable},
+		{"refreshed id token of another subject", func(issuer string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				tokenJSON(w, 200, `{"access_token":"at-2","token_type":"Bearer","expires_in":60,"refresh_token":"rt-2","id_token":"`+idToken(issuer, "mallory")+`"}`)
+			}
+		}, session.ErrRefreshDenied},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeProvider(t)
+			f.answer = tc.answer(f.srv.URL)
+			a, store := newTestAgent(t, f.srv.URL)
+			old := idToken(f.srv.URL, "alice")
+			s := &session.Session{ID: session.NewID(), Subject: "alice", IDToken: old, AccessToken: "at-1",
+				AccessIssued: now.Add(-time.Minute), AccessExpiry: now, RefreshToken: "rt-1", Expiry: now.Add(time.Hour)}
+
+			// Through the HTTP endpoint, so the cookies the answer carries are checked too.
+			req := httptest.NewRequest(http.MethodPost, "https://app.test/auth/refresh", nil)
+			cookies, err := store.Save(context.Background(), req, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cookies {
+				if c.MaxAge > 0 && (c.Path == "/" || c.Path == "/auth/refresh") {
+					req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+				}
+			}
+			req.Header.Set("X-CSRF", "1")
+			rec := httptest.NewRecorder()
+			a.ServeHTTP(rec, req)
+
+			var deleted, set int
+			for _, c := range rec.Result().Cookies() {
+				if c.MaxAge < 0 {
+					deleted++
+				} else {
+					set++
+				}
+			}
+			switch {
+			case tc.want == nil:
+				if rec.Code != http.StatusNoContent || set == 0 {
+					t.Fatalf("POST /auth/refresh = %d with %d cookies set, want 204 with new cookies", rec.Code, set)
+				}
+				ns, err := a.Refresher().Refresh(context.Background(), s) // the grace entry answers now
+				if err != nil || ns.RefreshToken != "rt-2" || ns.AccessToken != "at-2" {
+					t.Errorf("Refresh with the old token = %+v, %v, want the rotated tokens from the grace entry", ns, err)
+				}
+			case errors.Is(tc.want, session.ErrRefreshDenied):
+				if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"session_expired"`) || deleted == 0 || set != 0 {
+					t.Errorf("POST /auth/refresh = %d %s, %d deleted, %d set; want 401 session_expired with the cookies cleared", rec.Code, rec.Body, deleted, set)
+				}
+			default:
+				if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), `"idp_unavailable"`) || deleted != 0 || set != 0 {
+					t.Errorf("POST /auth/refresh = %d %s, %d deleted, %d set; want 502 idp_unavailable with the cookies kept", rec.Code, rec.Body, deleted, set)
+				}
+			}
+			// An explicit auth style: x/oauth2's auto-detection would send a failed
+			// request a second time with the other style.
+			if got := f.tokenCalls.Load(); got != 1 {
+				t.Errorf("token endpoint called %d times, want 1", got)
+			}
+		})
+	}
+}
