@@ -84,8 +84,9 @@ type Options struct {
 	Now func() time.Time
 
 	// OnUpstream, when set, is called once per forwarded request with the route's path,
-	// the status sent to the client (the upstream's, or 502/504 when it failed) and the
-	// time from forwarding until the upstream's response headers (or the failure).
+	// the status sent to the client (the upstream's, or 502/504 when it failed; 499 when
+	// the client went away before the upstream answered) and the time from forwarding
+	// until the upstream's response headers (or the failure).
 	OnUpstream func(route string, status int, d time.Duration)
 	// OnRefresh, when set, is called after every refresh attempt with its trigger
 	// ("proactive" or "reactive"), its outcome ("ok", "denied", "idp_unavailable",
@@ -135,6 +136,8 @@ const (
 	// maxReactiveEntries bounds the reactive-refresh memory.
 	maxReactiveEntries = 100_000
 	defaultAllow       = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+	// statusClientGone is what OnUpstream reports when the client left first (nginx's 499).
+	statusClientGone = 499
 )
 
 // New returns a Handler for opts.Routes that loads sessions from store and refreshes them
@@ -499,7 +502,11 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		return
 	}
 	if h.onUpstream != nil {
-		if status, code := classify(err); code == web.CodeUpstreamUnavailable || code == web.CodeUpstreamTimeout {
+		status, code := classify(err)
+		if x.in.Context().Err() != nil {
+			status = statusClientGone // not the upstream's fault: keep it out of the 502s
+		}
+		if code == web.CodeUpstreamUnavailable || code == web.CodeUpstreamTimeout {
 			h.onUpstream(x.route.prefix, status, time.Since(x.start))
 		}
 	}

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -240,4 +242,36 @@ func TestUpstreamFailures(t *testing.T) {
 		})
 		wantError(t, e.do(e.req("GET", "/api/x", nil)), http.StatusBadGateway, web.CodeUpstreamUnavailable)
 	})
+}
+
+func TestClientGone(t *testing.T) {
+	arrived := make(chan struct{})
+	reported := make(chan string, 1)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done() // the proxy cancels the upstream request when the client leaves
+	}, func(e *env, o *Options) {
+		o.OnUpstream = func(route string, status int, _ time.Duration) { reported <- fmt.Sprint(route, " ", status) }
+	})
+	srv := e.server()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/slow", nil)
+	req.Header.Set("X-CSRF", "1")
+	req.AddCookie(&http.Cookie{Name: atName, Value: "c1"})
+	go func() {
+		<-arrived
+		cancel()
+	}()
+	if res, err := srv.Client().Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("GET = %d, want the client's own cancellation", res.StatusCode)
+	}
+	select {
+	case got := <-reported:
+		if got != "/api/ 499" {
+			t.Fatalf("OnUpstream = %q, want %q", got, "/api/ 499")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnUpstream was not called after the client left")
+	}
 }
