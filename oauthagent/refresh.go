@@ -24,19 +24,7 @@ type Refresher struct {
 // session.ErrIdPUnavailable when it could not be asked or gave no usable answer (the
 // session is kept).
 func (r *Refresher) Refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
-	start := time.Now()
-	ns, err := r.refresh(ctx, s)
-	outcome := "success"
-	switch {
-	case errors.Is(err, session.ErrRefreshDenied):
-		outcome = "denied"
-	case errors.Is(err, session.ErrIdPUnavailable):
-		outcome = "idp_unavailable"
-	case err != nil:
-		outcome = "error"
-	}
-	r.agent.obs.Refresh(outcome, time.Since(start))
-	return ns, err
+	return r.refresh(ctx, s)
 }
 
 func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
@@ -66,8 +54,22 @@ func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.S
 
 // spend makes the one token-endpoint call for s's refresh token. The context it gets
 // from the coordinator outlives the callers: a refresh once sent is never cancelled.
-func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) (*session.Tokens, error) {
+//
+// The Observer hears of each call here, once per token-endpoint request, not once per
+// caller that joined the flight or was served from the grace entry.
+func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) (t *session.Tokens, err error) {
 	a := r.agent
+	start := time.Now()
+	defer func() {
+		outcome := "success"
+		switch {
+		case errors.Is(err, session.ErrRefreshDenied):
+			outcome = "denied"
+		case err != nil:
+			outcome = "idp_unavailable"
+		}
+		a.obs.Refresh(outcome, time.Since(start))
+	}()
 	// A one-shot token source: x/oauth2 gives no hook when it refreshes, so the rotated
 	// refresh token is taken from what it returns (it keeps the old one when the provider
 	// sends none).
@@ -76,7 +78,7 @@ func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) 
 		return nil, classifyRefreshError(ctx, a, err)
 	}
 	now := a.now()
-	t := &session.Tokens{
+	t = &session.Tokens{
 		AccessToken:  tok.AccessToken,
 		AccessIssued: now,
 		AccessExpiry: accessExpiry(tok),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/oauthagent"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/session"
@@ -23,14 +24,18 @@ import (
 // app is tokenhandler wired from a Config: the public handler, the admin handler and
 // the background work (discovery) they need.
 type app struct {
-	public http.Handler
-	admin  http.Handler
-	agent  *oauthagent.Agent
-	log    *slog.Logger
+	public  http.Handler
+	admin   http.Handler
+	agent   *oauthagent.Agent
+	metrics *metrics.Metrics
+	log     *slog.Logger
 }
 
 // newApp translates cfg into the packages' own options and connects them.
 func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
+	// Log lines written while serving a request carry its request id.
+	logger = slog.New(metrics.NewLogHandler(logger.Handler()))
+	m := metrics.New()
 	var keys []session.KeyPair
 	for i, k := range cfg.Cookies.Keys {
 		kp, err := session.ParseKeyPair(string(k))
@@ -86,8 +91,9 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		Lifetime:              cfg.Session.Lifetime,
 		RefreshSkew:           cfg.Session.RefreshSkew,
 		CSRF:                  csrf,
-		HTTPClient:            &http.Client{Timeout: cfg.OIDC.HTTPTimeout},
+		HTTPClient:            &http.Client{Timeout: cfg.OIDC.HTTPTimeout, Transport: m.Transport(http.DefaultTransport)},
 		Logger:                logger,
+		Observer:              m,
 	})
 	if err != nil {
 		return nil, err
@@ -107,6 +113,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		TrustedProxies: trusted,
 		OwnCookie:      store.Names().Owns,
 		Logger:         logger,
+		OnUpstream:     m.Upstream,
 	})
 	if err != nil {
 		return nil, err
@@ -116,7 +123,20 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		static = staticHandler(cfg.Static.Dir)
 	}
 	cors := &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}}
-	public := cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// route names a request for metrics: a route prefix, never the raw path.
+	route := func(r *http.Request) string {
+		p := r.URL.Path
+		switch {
+		case p == prefix || strings.HasPrefix(p, prefix+"/"):
+			return "auth"
+		case px.Match(p):
+			return longestPrefix(routes, p)
+		case static != nil:
+			return "static"
+		}
+		return "other"
+	}
+	public := m.RequestLog(cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A path that is not already clean never reaches routing, whatever it is for.
 		if !proxy.CleanPath(r.URL) {
 			web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
@@ -133,7 +153,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		default:
 			web.Error(w, http.StatusNotFound, web.CodeNotFound)
 		}
-	}))
+	})), route, logger)
 
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -146,7 +166,19 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return &app{public: public, admin: admin, agent: agent, log: logger}, nil
+	admin.Handle("GET /metrics", m.Handler())
+	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger}, nil
+}
+
+// longestPrefix is the configured route prefix that takes p.
+func longestPrefix(routes []proxy.Route, p string) string {
+	best := ""
+	for _, r := range routes {
+		if strings.HasPrefix(p, r.Path) && len(r.Path) > len(best) {
+			best = r.Path
+		}
+	}
+	return best
 }
 
 // Server limits: no WriteTimeout, which would cut streams (SSE, WebSocket, downloads).
