@@ -98,6 +98,7 @@ func pieceName(name string, i int) string { return name + "." + strconv.Itoa(i) 
 // carried is what a request carried of one cookie: every copy of the base name and of each
 // piece, in the order the browser sent them (most specific path first).
 type carried struct {
+	one    [1]string // backs base for the usual single copy
 	base   []string
 	pieces [maxPieces][]string
 	// extra are names NAME.N the request carried that we never write (N >= maxPieces, or
@@ -117,14 +118,17 @@ func (c *carried) present() bool {
 	return false
 }
 
-// add records cookie ck if it is a form of name and reports whether it was.
-func (c *carried) add(name string, ck *http.Cookie) bool {
-	if !strings.HasPrefix(ck.Name, name) {
+// add records the cookie name=value if it is a form of base and reports whether it was.
+func (c *carried) add(base, name, value string) bool {
+	if !strings.HasPrefix(name, base) {
 		return false
 	}
-	rest := ck.Name[len(name):]
+	rest := name[len(base):]
 	if rest == "" {
-		c.base = append(c.base, ck.Value)
+		if c.base == nil {
+			c.base = c.one[:0:1]
+		}
+		c.base = append(c.base, value)
 		return true
 	}
 	if len(rest) < 2 || rest[0] != '.' || !allDigits(rest[1:]) {
@@ -132,13 +136,38 @@ func (c *carried) add(name string, ck *http.Cookie) bool {
 	}
 	if len(rest) == 2 && rest[1]-'0' < maxPieces {
 		i := rest[1] - '0'
-		c.pieces[i] = append(c.pieces[i], ck.Value)
+		c.pieces[i] = append(c.pieces[i], value)
 		return true
 	}
-	if len(c.extra) < maxCopies && !containsString(c.extra, ck.Name) {
-		c.extra = append(c.extra, ck.Name)
+	if len(c.extra) < maxCopies && !containsString(c.extra, name) {
+		c.extra = append(c.extra, name)
 	}
 	return true
+}
+
+// scanCookies calls fn with each name=value pair of h's Cookie headers, in order, the
+// value unquoted. Unlike http.Request.Cookies it neither validates values nor allocates:
+// a malformed value of one of our cookies fails to open (no session), and everyone
+// else's cookies are none of our business. Loading the session is on every proxied
+// request's path, and net/http's validation of a few KB of cookies costs as much as
+// the MAC over them.
+func scanCookies(h http.Header, fn func(name, value string)) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+			name = strings.TrimSpace(name)
+			if !ok || name == "" {
+				continue
+			}
+			value = strings.TrimSpace(value)
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			fn(name, value)
+		}
+	}
 }
 
 func containsString(list []string, s string) bool {

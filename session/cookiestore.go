@@ -107,38 +107,41 @@ func (s *CookieStore) Names() CookieNames { return s.names }
 // carriedSession is what a request carried of the three session cookies.
 type carriedSession struct{ access, id, refresh carried }
 
-func (s *CookieStore) carried(r *http.Request) *carriedSession {
-	var cs carriedSession
-	for _, ck := range r.Cookies() {
-		_ = cs.access.add(s.names.Access, ck) || cs.id.add(s.names.ID, ck) || cs.refresh.add(s.names.Refresh, ck)
-	}
-	return &cs
+func (s *CookieStore) carried(r *http.Request, cs *carriedSession) {
+	scanCookies(r.Header, func(name, value string) {
+		_ = cs.access.add(s.names.Access, name, value) || cs.id.add(s.names.ID, name, value) || cs.refresh.add(s.names.Refresh, name, value)
+	})
 }
 
 // Load opens every session cookie the request carries (access and ID, and the refresh
 // cookie where its path sends it), checks that they all belong to one session, and that
 // its absolute expiry has not passed. Anything else is an error wrapping ErrNoSession.
 func (s *CookieStore) Load(ctx context.Context, r *http.Request) (*Session, error) {
-	cs := s.carried(r)
+	var cs carriedSession
+	s.carried(r, &cs)
 
-	var at accessPayload
-	sid, exp, n, err := openAll(s.codec, s.names.Access, &cs.access, &at)
+	// One allocation for the three payloads: securecookie takes them as interfaces.
+	p := new(struct {
+		at accessPayload
+		id idPayload
+		rt refreshPayload
+	})
+	at, id, rt := &p.at, &p.id, &p.rt
+	sid, exp, n, err := openAll(s.codec, s.names.Access, &cs.access, at)
 	if err != nil {
 		return nil, err
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("session: load: %w: no access cookie", ErrNoSession)
 	}
-	var id idPayload
-	idSID, idExp, n, err := openAll(s.codec, s.names.ID, &cs.id, &id)
+	idSID, idExp, n, err := openAll(s.codec, s.names.ID, &cs.id, id)
 	if err != nil {
 		return nil, err
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("session: load: %w: no ID cookie", ErrNoSession)
 	}
-	var rt refreshPayload
-	rtSID, rtExp, n, err := openAll(s.codec, s.names.Refresh, &cs.refresh, &rt)
+	rtSID, rtExp, n, err := openAll(s.codec, s.names.Refresh, &cs.refresh, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +241,8 @@ func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) 
 	}
 	now := s.now()
 	maxAge := maxAgeSeconds(sess.Expiry, now)
-	cs := s.carried(r)
+	var cs carriedSession
+	s.carried(r, &cs)
 	out := make([]*http.Cookie, 0, 4+len(s.refreshPaths))
 
 	sealed, err := s.codec.seal(s.names.Access, &accessPayload{
@@ -284,7 +288,7 @@ func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) 
 		if out, err = s.attrs.write(out, s.names.Refresh, sealed, s.refreshPaths, maxAge, &cs.refresh); err != nil {
 			return nil, err
 		}
-	case cs.refresh.present() || !s.carriesSession(cs, sess.ID):
+	case cs.refresh.present() || !s.carriesSession(&cs, sess.ID):
 		out = s.attrs.deleteAll(out, s.names.Refresh, s.refreshPaths, &cs.refresh)
 	}
 	return out, nil
@@ -301,7 +305,8 @@ func (s *CookieStore) carriesSession(cs *carriedSession, id string) bool {
 // piece, each refresh path), whether or not the request carried them: a logout must clear
 // everything. sess may be nil.
 func (s *CookieStore) Delete(ctx context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
-	cs := s.carried(r)
+	var cs carriedSession
+	s.carried(r, &cs)
 	out := make([]*http.Cookie, 0, 2*(1+maxPieces)+len(s.refreshPaths)*(1+maxPieces))
 	out = s.attrs.deleteAll(out, s.names.Access, rootPath, &cs.access)
 	out = s.attrs.deleteAll(out, s.names.ID, rootPath, &cs.id)

@@ -109,6 +109,9 @@ func (c *Coordinator) Refresh(ctx context.Context, refreshToken string, fn func(
 	if t := c.fromGrace(ctx, keys); t != nil {
 		return t, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("session: refresh: %w", err) // gone already: spend nothing
+	}
 	ch := c.flights.DoChan(flightKey(refreshToken), func() (any, error) {
 		// One caller giving up must not cancel the refresh: it runs on its own.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
