@@ -1,0 +1,471 @@
+package idptest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Provider kinds.
+const (
+	KindHydra = "hydra" // Ory Hydra v2.3.0: strict rotation, replay revokes the family
+	KindDex   = "dex"   // Dex: invalid_request for dead refresh tokens, no revocation endpoint
+)
+
+// Kinds returns every provider kind, for table tests over both peers.
+func Kinds() []string { return []string{KindHydra, KindDex} }
+
+// The demo user, the same at both providers.
+const (
+	demoUserID   = "alice"
+	demoLogin    = "alice@example.com"
+	demoPassword = "alice-password"
+	demoName     = "Alice Example"
+	demoEmail    = "alice@example.com"
+	// bcrypt (cost 10) of demoPassword, computed offline: the main module has no bcrypt.
+	demoPasswordHash = "$2a$10$4nKF60qOw0cOar8NS/uXve2fYfEVkauxhsy1jEOktvgrnV0Dkz02m"
+
+	clientID = "tokenhandler"
+	scopes   = "openid profile email offline_access"
+
+	// How long a provider may take to become ready. Both need well under a second
+	// here; a loaded CI machine gets plenty of room.
+	readyTimeout = 60 * time.Second
+	stopGrace    = 5 * time.Second
+)
+
+// Options configure the provider and its one client. The zero value of each optional
+// field is documented next to it.
+type Options struct {
+	// RedirectURL is tokenhandler's callback URL, registered as the client's only
+	// redirect URI. Required.
+	RedirectURL string
+	// PostLogoutRedirectURL is registered as the client's post-logout redirect URI.
+	// Empty: none registered.
+	PostLogoutRedirectURL string
+	// BackchannelLogoutURL is the client's back-channel logout URI (Hydra:
+	// backchannel_logout_uri with session required; Dex: backchannelLogoutURI). Empty:
+	// the provider sends no logout tokens.
+	BackchannelLogoutURL string
+	// AccessTokenTTL is the access-token lifetime; tests use a few seconds. Zero: the
+	// provider's default (Hydra 1h, Dex 24h). Dex uses the ID-token lifetime
+	// (expiry.idTokens) for access tokens, so there it sets both.
+	AccessTokenTTL time.Duration
+	// OpaqueAccessTokens makes Hydra issue opaque access tokens (ory_at_...) instead of
+	// JWTs. Dex issues JWTs whatever this says.
+	OpaqueAccessTokens bool
+	// ReuseInterval is Dex's expiry.refreshTokens.reuseInterval: a refresh within it
+	// returns the same refresh token. Nil: "0s", strict rotation. Hydra always rotates
+	// strictly (grace period 0) and ignores it.
+	ReuseInterval *time.Duration
+	// TokenEndpointAuthMethod is registered for the client at Hydra:
+	// "client_secret_basic" or "client_secret_post". Empty: client_secret_basic. Dex
+	// accepts both whatever this says.
+	TokenEndpointAuthMethod string
+}
+
+// Provider is one running OpenID provider behind its front proxy. Its exported fields
+// are fixed for its lifetime, across Restart.
+type Provider struct {
+	Kind string // KindHydra or KindDex
+	// Issuer is exactly the issuer that discovery reports: the front proxy's URL (Hydra)
+	// or that URL + "/dex" (Dex), no trailing slash.
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	// Username and Password are the demo user's credentials at the login form.
+	Username string
+	Password string
+	// Subject, Email and Name are what the ID token carries for the demo user.
+	Subject string
+	Email   string
+	Name    string
+
+	opts      Options
+	bin       string
+	dir       string
+	tokenPath string // path of the token endpoint at the front
+
+	front     *httptest.Server // the front proxy; its URL is the issuer
+	login     *httptest.Server // Hydra's login, consent and logout app
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport // front proxy -> provider
+
+	down         atomic.Bool
+	tokenDelay   atomic.Int64 // time.Duration
+	tokenCalls   atomic.Int64
+	refreshCalls atomic.Int64
+	formPosts    atomic.Int64
+	callsMu      sync.Mutex
+	calls        map[string]int64 // request path at the front -> requests
+
+	mu       sync.Mutex
+	backend  *url.URL // the provider's public listener; nil while (re)starting
+	adminURL string   // Hydra's admin listener
+	proc     *process
+	starts   int
+	logs     []string
+}
+
+// Start runs a provider of kind (KindHydra or KindDex) for the test and stops it at
+// t.Cleanup. It returns once discovery answers and, for Hydra, the client exists. It
+// ends the test through Need when the provider's binary is not configured.
+func Start(t testing.TB, kind string, opts Options) *Provider {
+	t.Helper()
+	if kind != KindHydra && kind != KindDex {
+		t.Fatalf("idptest.Start(%q): unknown kind, want one of %v", kind, Kinds())
+	}
+	if opts.RedirectURL == "" {
+		t.Fatalf("idptest.Start(%q): Options.RedirectURL is required", kind)
+	}
+	switch opts.TokenEndpointAuthMethod {
+	case "", "client_secret_basic", "client_secret_post":
+	default:
+		t.Fatalf("idptest.Start(%q): TokenEndpointAuthMethod %q not supported", kind, opts.TokenEndpointAuthMethod)
+	}
+	bin := binary(t, kind)
+
+	p := &Provider{
+		Kind:         kind,
+		ClientID:     clientID,
+		ClientSecret: randomHex(16),
+		Username:     demoLogin,
+		Password:     demoPassword,
+		Email:        demoEmail,
+		Name:         demoName,
+		opts:         opts,
+		bin:          bin,
+		dir:          t.TempDir(), // before Cleanup below: removed after the logs are dumped
+		calls:        map[string]int64{},
+		transport:    &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
+	}
+	p.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pr.In.Context().Value(backendKey{}).(*url.URL))
+			// The provider sees the issuer's host, as it would behind a real proxy.
+			pr.Out.Host = pr.In.Host
+		},
+		Transport: p.transport,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
+			// The provider is not listening (restarting or crashed): a gateway error.
+			w.WriteHeader(http.StatusBadGateway)
+		},
+		ErrorLog: discardLog,
+	}
+	p.front = httptest.NewServer(http.HandlerFunc(p.serveFront))
+	switch kind {
+	case KindHydra:
+		p.Issuer = p.front.URL
+		p.tokenPath = "/oauth2/token"
+		p.Subject = demoUserID
+		p.login = httptest.NewServer(p.hydraLoginApp())
+	case KindDex:
+		p.Issuer = p.front.URL + "/dex"
+		p.tokenPath = "/dex/token"
+		p.Subject = dexSubject(demoUserID, "local")
+	}
+	t.Cleanup(func() { p.cleanup(t) })
+	p.launch(t)
+	return p
+}
+
+type backendKey struct{}
+
+// serveFront is the front proxy: it counts, delays or refuses, then forwards.
+func (p *Provider) serveFront(w http.ResponseWriter, r *http.Request) {
+	p.callsMu.Lock()
+	p.calls[r.URL.Path]++
+	p.callsMu.Unlock()
+	isToken := r.URL.Path == p.tokenPath
+	if isToken {
+		p.tokenCalls.Add(1)
+		if peekGrantType(r) == "refresh_token" {
+			p.refreshCalls.Add(1)
+		}
+	}
+	if p.down.Load() {
+		refuse(w)
+		return
+	}
+	if d := time.Duration(p.tokenDelay.Load()); isToken && d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return // the caller gave up first: the provider never saw the request
+		}
+	}
+	p.mu.Lock()
+	backend := p.backend
+	p.mu.Unlock()
+	if backend == nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), backendKey{}, backend)))
+}
+
+// refuse drops the connection without an answer, as a host that is down would (as
+// closely as an open port can): the client sees a connection error, not an HTTP status.
+func refuse(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	w.WriteHeader(http.StatusBadGateway)
+}
+
+// peekGrantType reads grant_type from a form body and puts the body back unchanged.
+func peekGrantType(r *http.Request) string {
+	if r.Body == nil || r.Body == http.NoBody {
+		return ""
+	}
+	head, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+	form, err := url.ParseQuery(string(head))
+	if err != nil {
+		return ""
+	}
+	return form.Get("grant_type")
+}
+
+// TokenCalls returns how many requests arrived at the token endpoint through the front
+// proxy since Start, whatever their grant type, including those refused while down and
+// those that failed at the provider.
+func (p *Provider) TokenCalls() int64 { return p.tokenCalls.Load() }
+
+// RefreshCalls returns how many of TokenCalls had grant_type=refresh_token.
+func (p *Provider) RefreshCalls() int64 { return p.refreshCalls.Load() }
+
+// Calls returns how many requests for path (the request path at the front proxy, e.g.
+// the path of discovery's revocation_endpoint) arrived since Start.
+func (p *Provider) Calls(path string) int64 {
+	p.callsMu.Lock()
+	defer p.callsMu.Unlock()
+	return p.calls[path]
+}
+
+// SetDown makes the front proxy drop every connection without an answer while down is
+// true, and forward again once it is false. The provider keeps running and keeps its
+// grants.
+func (p *Provider) SetDown(down bool) { p.down.Store(down) }
+
+// SetTokenDelay makes the front proxy hold every token-endpoint request for d before
+// forwarding it (0: no delay). A caller that gives up during the delay never reaches
+// the provider.
+func (p *Provider) SetTokenDelay(d time.Duration) { p.tokenDelay.Store(int64(d)) }
+
+// Restart stops the provider process and starts a new one behind the same front URL.
+// Storage is in memory, so every grant, session and signing key is forgotten; the client
+// is the same (Dex: static; Hydra: created again). Requests during the restart get 502.
+func (p *Provider) Restart(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	proc := p.proc
+	p.proc, p.backend, p.adminURL = nil, nil, ""
+	p.mu.Unlock()
+	if proc != nil {
+		proc.stop(stopGrace)
+	}
+	p.transport.CloseIdleConnections()
+	p.launch(t)
+}
+
+// Discovery returns the provider's discovery document, fetched through the front proxy.
+func (p *Provider) Discovery(t testing.TB) map[string]any {
+	t.Helper()
+	var doc map[string]any
+	if err := getJSON(t.Context(), p.Issuer+"/.well-known/openid-configuration", &doc); err != nil {
+		t.Fatalf("idptest: discovery of %s: %v", p.Kind, err)
+	}
+	return doc
+}
+
+// launch starts the provider process, retrying with new ports when it exits before it
+// is ready (most likely a port taken between picking and binding it).
+func (p *Provider) launch(t testing.TB) {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		p.starts++
+		logPath := filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", p.Kind, p.starts))
+		p.logs = append(p.logs, logPath)
+		var started launched
+		began := time.Now()
+		switch p.Kind {
+		case KindHydra:
+			started, err = p.startHydra(t.Context(), logPath)
+		case KindDex:
+			started, err = p.startDex(t.Context(), logPath)
+		}
+		if err == nil {
+			p.mu.Lock()
+			p.proc, p.backend, p.adminURL = started.proc, started.backend, started.admin
+			p.mu.Unlock()
+			if p.Kind == KindHydra {
+				if err := p.setUpHydra(t.Context(), started.keys); err != nil {
+					t.Fatalf("idptest: %v", err)
+				}
+			}
+			t.Logf("idptest: %s ready at %s in %v", p.Kind, p.Issuer, time.Since(began).Round(time.Millisecond))
+			return
+		}
+		if !errors.Is(err, errExited) {
+			break
+		}
+	}
+	t.Fatalf("idptest: start %s: %v", p.Kind, err)
+}
+
+// launched is what a started provider process offers.
+type launched struct {
+	proc    *process
+	backend *url.URL // public listener
+	admin   string   // Hydra's admin listener
+	keys    keySets  // Hydra's signing keys, imported once it is ready
+}
+
+// waitReady polls each URL until it answers 200, the process exits, or the timeout.
+// On failure it stops the process.
+func waitReady(ctx context.Context, proc *process, urls ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	for _, u := range urls {
+		for {
+			if proc.exited() {
+				return fmt.Errorf("%w (%v)", errExited, proc.err)
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			resp, err := c.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				proc.stop(stopGrace)
+				return fmt.Errorf("not ready after %v: GET %s: %v", readyTimeout, u, err)
+			case <-proc.done:
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// cleanup stops everything and, if the test failed, shows the provider's output.
+func (p *Provider) cleanup(t testing.TB) {
+	p.mu.Lock()
+	proc := p.proc
+	p.proc, p.backend = nil, nil
+	p.mu.Unlock()
+	if proc != nil {
+		proc.stop(stopGrace)
+	}
+	p.front.Close()
+	if p.login != nil {
+		p.login.Close()
+	}
+	p.transport.CloseIdleConnections()
+	if !t.Failed() {
+		return
+	}
+	for _, path := range p.logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		t.Logf("idptest: output of %s (%s):\n%s", p.Kind, filepath.Base(path), logTail(b))
+	}
+}
+
+// logTail keeps the end of a provider's output, readable: Hydra logs every request
+// twice in lines of kilobytes, so "started" lines go and long lines are cut.
+func logTail(b []byte) string {
+	const maxLines, maxLine = 60, 400
+	var lines []string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.Contains(line, "msg=started handling request") {
+			continue
+		}
+		if len(line) > maxLine {
+			line = line[:maxLine] + " [...]"
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > maxLines {
+		lines = append([]string{"[...]"}, lines[len(lines)-maxLines:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// writeConfig writes cfg as JSON, which both providers read as YAML.
+func writeConfig(path string, cfg any) error {
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fmt.Errorf("idptest: config: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("idptest: config: %w", err)
+	}
+	return nil
+}
+
+// duration formats d as both providers parse it (Hydra's schema takes no fractions).
+func duration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d.Milliseconds())
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var discardLog = log.New(io.Discard, "", 0)
+
+var plainClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+
+func getJSON(ctx context.Context, u string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := plainClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
