@@ -26,6 +26,7 @@ import (
 type stack struct {
 	t    testing.TB
 	idp  *idptest.Provider
+	api  *upstream // the API behind the route /api/
 	app  *app
 	cfg  *config.Config
 	url  string // http://127.0.0.1:PORT, the public URL
@@ -51,6 +52,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		o.idp.PostLogoutRedirectURL = base + "/"
 	}
 	idp := idptest.Start(t, o.kind, o.idp)
+	api := newUpstream(t)
 
 	key, err := session.GenerateKeyPair()
 	if err != nil {
@@ -63,6 +65,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		"TH_OIDC_CLIENT_SECRET": idp.ClientSecret,
 		"TH_COOKIES_KEYS":       key.String(),
 		"TH_ADMIN_LISTEN":       "",
+		"TH_ROUTES":             `[{"path":"/api/","upstream":"` + api.srv.URL + `","timeout":"5s"}]`,
 	}
 	for k, v := range o.env {
 		env[k] = v
@@ -101,7 +104,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 			t.Logf("tokenhandler log:\n%s", logs.String())
 		}
 	})
-	return &stack{t: t, idp: idp, app: a, cfg: cfg, url: base, logs: logs, rec: rec}
+	return &stack{t: t, idp: idp, api: api, app: a, cfg: cfg, url: base, logs: logs, rec: rec}
 }
 
 // signIn runs a whole login for a fresh browser-like client and returns it.
@@ -282,4 +285,56 @@ func decodeJSON(t testing.TB, b []byte) map[string]any {
 		t.Fatalf("not JSON: %v: %s", err, b)
 	}
 	return m
+}
+
+// upstream is the API behind tokenhandler in the tests: it records exactly what it
+// received and answers 200 with a small JSON body unless respond says otherwise.
+type upstream struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	seen    []seenRequest
+	respond func(w http.ResponseWriter, r *http.Request, n int) bool // n counts requests to r's path; true: answered
+}
+
+type seenRequest struct {
+	Method, URI string
+	Auth        []string
+	Cookie      string
+	Body        []byte
+}
+
+func newUpstream(t testing.TB) *upstream {
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, seenRequest{r.Method, r.RequestURI, r.Header.Values("Authorization"), r.Header.Get("Cookie"), body})
+		n := 0
+		for _, s := range u.seen {
+			if s.URI == r.RequestURI {
+				n++
+			}
+		}
+		respond := u.respond
+		u.mu.Unlock()
+		if respond != nil && respond(w, r, n) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) requests() []seenRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]seenRequest(nil), u.seen...)
+}
+
+func (u *upstream) reset() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.seen = nil
 }
