@@ -1,0 +1,508 @@
+// Command stack runs tokenhandler's whole demo on loopback, without Docker: the Dex
+// OpenID provider, the example API (in this process) and tokenhandler serving the example
+// SPA. It waits until tokenhandler is ready, prints the URL and the demo credentials, and
+// stops everything on Ctrl-C or SIGTERM.
+//
+//	go run ./examples/stack -dex "$(scripts/idp-bin.sh dex)"
+//
+// ./run.sh (the README's run command) builds Dex and tokenhandler and runs this. With
+// -json it prints one JSON line (URLs, credentials, log directory) for tests; with
+// -ports=auto it picks free ports instead of 8080 (tokenhandler) and 5556 (Dex).
+//
+// tokenhandler is configured only through TH_* variables, exactly as a user would:
+// cookie sessions, Secure cookies on http://localhost (browsers treat loopback as
+// secure), the SPA from examples/spa, /api/ proxied to the example API with the prefix
+// stripped, and its admin listener (/readyz, /metrics) on a free loopback port.
+// Inherited TH_* variables are not passed on, so the demo is the same on every machine.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/tokenhandler/tokenhandler/examples/api"
+)
+
+//go:embed dex.yaml.tmpl
+var dexTemplate string
+
+// The demo user and client, the same as examples/dex/dex.yaml and the e2e harness.
+const (
+	clientID     = "tokenhandler"
+	username     = "alice@example.com"
+	password     = "alice-password"
+	passwordHash = "$2a$10$4nKF60qOw0cOar8NS/uXve2fYfEVkauxhsy1jEOktvgrnV0Dkz02m"
+	modulePath   = "github.com/tokenhandler/tokenhandler"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "stack:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	root      string
+	dexBin    string
+	thBin     string
+	ports     string
+	port      int
+	dexPort   int
+	tokenTTL  time.Duration
+	jsonOut   bool
+	verbose   bool
+	keepLogs  bool
+	readyWait time.Duration
+}
+
+// Info is what -json prints, one line, once everything is ready.
+type Info struct {
+	URL        string `json:"url"`         // open this in the browser
+	Issuer     string `json:"issuer"`      // Dex
+	APIURL     string `json:"api_url"`     // the example API, directly (no tokenhandler)
+	AdminURL   string `json:"admin_url"`   // tokenhandler's admin listener
+	MetricsURL string `json:"metrics_url"` // AdminURL + /metrics
+	Username   string `json:"username"`
+	Password   string `json:"password"`
+	TokenTTL   string `json:"token_ttl"`
+	LogDir     string `json:"log_dir"` // dex.log, tokenhandler.log, api.log
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("stack", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.root, "root", "", "the repository root (default: found from the working directory)")
+	fs.StringVar(&o.dexBin, "dex", firstNonEmpty(getenv("TOKENHANDLER_DEX"), getenv("TOKENHANDLER_TEST_DEX")), "Dex binary (env TOKENHANDLER_DEX; default: built by scripts/idp-bin.sh dex)")
+	fs.StringVar(&o.thBin, "tokenhandler", getenv("TOKENHANDLER_BIN"), "tokenhandler binary (env TOKENHANDLER_BIN; default: go build ./cmd/tokenhandler)")
+	fs.StringVar(&o.ports, "ports", "", `"auto" picks free loopback ports for tokenhandler and Dex instead of -port and -dex-port`)
+	fs.IntVar(&o.port, "port", 8080, "tokenhandler's port (the URL to open)")
+	fs.IntVar(&o.dexPort, "dex-port", 5556, "Dex's port")
+	fs.DurationVar(&o.tokenTTL, "token-ttl", time.Minute, "access-token (and ID-token) lifetime at Dex")
+	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line with the URLs and credentials when ready (human text goes to stderr)")
+	fs.BoolVar(&o.verbose, "v", false, "copy every component's log to stderr")
+	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the log directory after a clean stop")
+	fs.DurationVar(&o.readyWait, "ready-timeout", 2*time.Minute, "how long to wait for Dex and tokenhandler to become ready")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch o.ports {
+	case "", "default":
+	case "auto":
+		p, err := freePorts(2)
+		if err != nil {
+			return err
+		}
+		o.port, o.dexPort = p[0], p[1]
+	default:
+		return fmt.Errorf(`-ports=%q: want "auto" (or set -port and -dex-port)`, o.ports)
+	}
+	if o.tokenTTL < time.Second {
+		return fmt.Errorf("-token-ttl=%s: want at least 1s", o.tokenTTL)
+	}
+	human := stdout
+	if o.jsonOut {
+		human = stderr
+	}
+	if o.root == "" {
+		r, err := findRoot()
+		if err != nil {
+			return err
+		}
+		o.root = r
+	}
+
+	dir, err := os.MkdirTemp("", "tokenhandler-stack-")
+	if err != nil {
+		return err
+	}
+	s := &stack{o: o, dir: dir, human: human, stderr: stderr, exited: make(chan *child, 4)}
+	err = s.run(ctx, stdout)
+	if err != nil || o.keepLogs {
+		fmt.Fprintf(stderr, "stack: logs kept in %s\n", dir)
+	} else {
+		os.RemoveAll(dir)
+	}
+	return err
+}
+
+type stack struct {
+	o      options
+	dir    string
+	human  io.Writer
+	stderr io.Writer
+	exited chan *child
+}
+
+func (s *stack) run(ctx context.Context, stdout io.Writer) error {
+	o := s.o
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	apiPort, adminPort := ports[0], ports[1]
+	publicURL := fmt.Sprintf("http://localhost:%d", o.port)
+	issuer := fmt.Sprintf("http://localhost:%d/dex", o.dexPort)
+	adminURL := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+
+	if o.dexBin == "" {
+		fmt.Fprintln(s.human, "stack: finding Dex via scripts/idp-bin.sh dex (the first build takes about 5 minutes; it is cached afterwards)")
+		bin, err := s.output(ctx, o.root, filepath.Join(o.root, "scripts", "idp-bin.sh"), "dex")
+		if err != nil {
+			return fmt.Errorf("building Dex: %w", err)
+		}
+		o.dexBin = bin
+	}
+	if o.thBin == "" {
+		o.thBin = filepath.Join(s.dir, "tokenhandler")
+		fmt.Fprintln(s.human, "stack: building tokenhandler")
+		if _, err := s.output(ctx, o.root, "go", "build", "-o", o.thBin, "./cmd/tokenhandler"); err != nil {
+			return fmt.Errorf("building tokenhandler: %w", err)
+		}
+	}
+	key, err := s.output(ctx, o.root, o.thBin, "keygen")
+	if err != nil {
+		return fmt.Errorf("tokenhandler keygen: %w", err)
+	}
+	secret := randomHex(24) // a fresh client secret per start: Dex and tokenhandler both get it here
+
+	// Dex.
+	cfgPath := filepath.Join(s.dir, "dex.yaml")
+	if err := writeDexConfig(cfgPath, dexConfig{
+		Issuer:       issuer,
+		Listen:       fmt.Sprintf("127.0.0.1:%d", o.dexPort),
+		TokenTTL:     o.tokenTTL.String(),
+		Username:     username,
+		PasswordHash: passwordHash,
+		ClientID:     clientID,
+		ClientSecret: secret,
+		PublicURL:    publicURL,
+	}); err != nil {
+		return err
+	}
+	dex, err := s.start("dex", o.dexBin, []string{"serve", cfgPath}, append(childEnv(), "DEX_SESSIONS_ENABLED=true"))
+	if err != nil {
+		return err
+	}
+	defer dex.stop(5 * time.Second)
+	if err := s.waitReady(ctx, dex, fmt.Sprintf("http://127.0.0.1:%d/dex/.well-known/openid-configuration", o.dexPort)); err != nil {
+		return err
+	}
+
+	// The example API, in this process.
+	apiLog, err := os.Create(filepath.Join(s.dir, "api.log"))
+	if err != nil {
+		return err
+	}
+	defer apiLog.Close()
+	var apiOut io.Writer = apiLog
+	if o.verbose {
+		apiOut = io.MultiWriter(apiLog, prefixWriter(s.stderr, "api: "))
+	}
+	apiHandler, err := api.New(api.Options{
+		Issuer:   issuer,
+		Audience: clientID, // Dex's access tokens carry the client id as aud
+		Logger:   slog.New(slog.NewJSONHandler(apiOut, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	apiLn, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", apiPort))
+	if err != nil {
+		return fmt.Errorf("example api: %w", err)
+	}
+	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second}
+	go apiSrv.Serve(apiLn)
+	defer apiSrv.Close()
+
+	// tokenhandler, configured like a user would: TH_* variables only.
+	routes, _ := json.Marshal([]map[string]any{{
+		"path": "/api/", "upstream": fmt.Sprintf("http://127.0.0.1:%d", apiPort), "strip_prefix": true,
+	}})
+	thEnv := append(childEnv(),
+		"TH_LISTEN="+fmt.Sprintf("127.0.0.1:%d", o.port),
+		"TH_ADMIN_LISTEN="+fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"TH_PUBLIC_URL="+publicURL,
+		"TH_OIDC_ISSUER="+issuer,
+		"TH_OIDC_CLIENT_ID="+clientID,
+		"TH_OIDC_CLIENT_SECRET="+secret,
+		"TH_OIDC_POST_LOGOUT_REDIRECT_URL="+publicURL+"/",
+		"TH_COOKIES_KEYS="+key,
+		"TH_COOKIES_SECURE=true",
+		"TH_SESSION_STORE=cookie",
+		"TH_STATIC_DIR="+filepath.Join(o.root, "examples", "spa"),
+		"TH_ROUTES="+string(routes),
+		"TH_LOG_FORMAT=json",
+	)
+	th, err := s.start("tokenhandler", o.thBin, []string{"serve"}, thEnv)
+	if err != nil {
+		return err
+	}
+	defer th.stop(10 * time.Second)
+	if err := s.waitReady(ctx, th, adminURL+"/readyz"); err != nil {
+		return err
+	}
+
+	info := Info{
+		URL: publicURL, Issuer: issuer, APIURL: fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		AdminURL: adminURL, MetricsURL: adminURL + "/metrics",
+		Username: username, Password: password, TokenTTL: o.tokenTTL.String(), LogDir: s.dir,
+	}
+	fmt.Fprintf(s.human, `
+tokenhandler example stack is up.
+
+  Open       %s
+  Sign in    %s / %s
+  Provider   %s (Dex; access tokens live %s)
+  Metrics    %s
+  Logs       %s
+
+Ctrl-C stops everything.
+`, info.URL, info.Username, info.Password, info.Issuer, info.TokenTTL, info.MetricsURL, info.LogDir)
+	if o.jsonOut {
+		line, _ := json.Marshal(info)
+		fmt.Fprintln(stdout, string(line))
+	}
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(s.human, "stack: stopping")
+		return nil
+	case c := <-s.exited:
+		return fmt.Errorf("%s exited unexpectedly (%v); its log:\n%s", c.name, c.err, tail(c.logPath, 30))
+	}
+}
+
+// output runs a command to completion and returns its trimmed stdout; its stderr goes to
+// ours (build progress).
+func (s *stack) output(ctx context.Context, dir, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stderr = s.stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// child is a process the stack started, in a process group of its own.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+func (s *stack) start(name, bin string, args, env []string) (*child, error) {
+	logPath := filepath.Join(s.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	var out io.Writer = f
+	if s.o.verbose {
+		out = io.MultiWriter(f, prefixWriter(s.stderr, name+": "))
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
+	setProcessGroup(cmd)
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		f.Close()
+		close(c.done)
+		select {
+		case s.exited <- c:
+		default:
+		}
+	}()
+	return c, nil
+}
+
+// stop ends the child's process group: SIGTERM, then SIGKILL after grace.
+func (c *child) stop(grace time.Duration) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	signalGroup(c.cmd, syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(grace):
+		signalGroup(c.cmd, syscall.SIGKILL)
+		<-c.done
+	}
+}
+
+// waitReady polls url until it answers 200, the child exits, or time runs out.
+func (s *stack) waitReady(ctx context.Context, c *child, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.o.readyWait)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-c.done:
+			return fmt.Errorf("%s exited before it was ready (%v); its log:\n%s", c.name, c.err, tail(c.logPath, 30))
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s not ready at %s after %s; its log:\n%s", c.name, url, s.o.readyWait, tail(c.logPath, 30))
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+type dexConfig struct {
+	Issuer, Listen, TokenTTL, Username, PasswordHash, ClientID, ClientSecret, PublicURL string
+}
+
+func writeDexConfig(path string, c dexConfig) error {
+	t, err := template.New("dex").Option("missingkey=error").Parse(dexTemplate)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, c); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o600)
+}
+
+// childEnv is our environment without TH_* (tokenhandler's configuration) and DEX_*
+// variables, so nothing inherited reconfigures the demo.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "TH_") || strings.HasPrefix(kv, "DEX_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// findRoot walks up from the working directory to tokenhandler's go.mod.
+func findRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			bytes.HasPrefix(bytes.TrimSpace(b), []byte("module "+modulePath)) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the tokenhandler repository from the working directory; pass -root")
+		}
+		dir = parent
+	}
+}
+
+// freePorts returns n distinct free loopback ports.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// prefixWriter writes each line to w with prefix in front.
+func prefixWriter(w io.Writer, prefix string) io.Writer {
+	pr, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(w, prefix+sc.Text())
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	return pw
+}
