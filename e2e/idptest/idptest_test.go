@@ -2,8 +2,11 @@ package idptest_test
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +49,12 @@ func TestProviders(t *testing.T) {
 }
 
 func testProvider(t *testing.T, kind string) {
+	logoutTokens := make(chan string, 10)
 	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/backchannel" {
+			logoutTokens <- r.PostFormValue("logout_token")
+			return
+		}
 		io.WriteString(w, "relying party: "+r.URL.Path)
 	}))
 	t.Cleanup(rp.Close)
@@ -55,6 +63,7 @@ func testProvider(t *testing.T, kind string) {
 	p := idptest.Start(t, kind, idptest.Options{
 		RedirectURL:           redirect,
 		PostLogoutRedirectURL: bye,
+		BackchannelLogoutURL:  rp.URL + "/backchannel",
 		AccessTokenTTL:        30 * time.Second,
 	})
 
@@ -194,7 +203,7 @@ func testProvider(t *testing.T, kind string) {
 	const delay = 300 * time.Millisecond
 	p.SetTokenDelay(delay)
 	start := time.Now()
-	tokB, _ := login(t, p, c, cfg, verifier, true)
+	tokB, idTokenB := login(t, p, c, cfg, verifier, true)
 	if elapsed := time.Since(start); elapsed < delay {
 		t.Errorf("login with SetTokenDelay(%v) took %v, want at least the delay", delay, elapsed)
 	}
@@ -208,6 +217,26 @@ func testProvider(t *testing.T, kind string) {
 	if got := out.Request.URL; got.Path != "/bye" || got.Query().Get("state") != "s1" {
 		t.Errorf("logout ended at %s (%s), want %s?state=s1", got.Redacted(), out.Status, bye)
 	}
+	// The provider told the client over the back channel, with a logout token for the
+	// session of the ID token.
+	select {
+	case lt := <-logoutTokens:
+		var claims map[string]any
+		if err := parseUnverified(lt, &claims); err != nil {
+			t.Fatalf("logout token: %v", err)
+		}
+		var idClaims struct {
+			SID string `json:"sid"`
+		}
+		idTokenB.Claims(&idClaims)
+		if claims["iss"] != p.Issuer || claims["sid"] != idClaims.SID {
+			t.Errorf("logout token iss, sid = %v, %v, want %s, %s", claims["iss"], claims["sid"], p.Issuer, idClaims.SID)
+		}
+		t.Logf("%s logout token claims: %v", kind, sortedKeys(claims))
+	case <-time.After(10 * time.Second):
+		t.Errorf("no back-channel logout request within 10 s")
+	}
+
 	// Logout ends the provider's session, not the grant: the refresh token still works
 	// (neither revokes it for this client), and the provider asks for the password again.
 	if _, err := refresh(tokB.RefreshToken); err != nil {
@@ -255,6 +284,19 @@ func login(t *testing.T, p *idptest.Provider, c *http.Client, cfg *oauth2.Config
 		t.Errorf("code exchange returned no refresh token")
 	}
 	return tok, idToken
+}
+
+// parseUnverified decodes a JWT's claims without checking its signature.
+func parseUnverified(jwt string, claims any) error {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("not a JWT: %d parts", len(parts))
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, claims)
 }
 
 func random() string {
