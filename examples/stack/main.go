@@ -170,6 +170,7 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	publicURL := fmt.Sprintf("http://localhost:%d", o.port)
 	issuer := fmt.Sprintf("http://localhost:%d/dex", o.dexPort)
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	dexBack := fmt.Sprintf("http://127.0.0.1:%d", o.dexPort)
 
 	if o.dexBin == "" {
 		fmt.Fprintln(s.human, "stack: finding Dex via scripts/idp-bin.sh dex (the first build takes about 5 minutes; it is cached afterwards)")
@@ -226,9 +227,12 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 		apiOut = io.MultiWriter(apiLog, prefixWriter(s.stderr, "api: "))
 	}
 	apiHandler, err := api.New(api.Options{
-		Issuer:   issuer,
-		Audience: clientID, // Dex's access tokens carry the client id as aud
-		Logger:   slog.New(slog.NewJSONHandler(apiOut, nil)),
+		Issuer: issuer,
+		// Like docker-compose.yml: discovery and keys through the provider's internal
+		// address, iss still checked against the public issuer.
+		DiscoveryURL: dexBack + "/dex",
+		Audience:     clientID, // Dex's access tokens carry the client id as aud
+		Logger:       slog.New(slog.NewJSONHandler(apiOut, nil)),
 	})
 	if err != nil {
 		return err
@@ -250,6 +254,9 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 		"TH_ADMIN_LISTEN="+fmt.Sprintf("127.0.0.1:%d", adminPort),
 		"TH_PUBLIC_URL="+publicURL,
 		"TH_OIDC_ISSUER="+issuer,
+		// As in docker-compose.yml: the browser uses the issuer's host, tokenhandler
+		// fetches discovery, tokens and keys through the back-channel address.
+		"TH_OIDC_BACKCHANNEL_BASE_URL="+dexBack,
 		"TH_OIDC_CLIENT_ID="+clientID,
 		"TH_OIDC_CLIENT_SECRET="+secret,
 		"TH_OIDC_POST_LOGOUT_REDIRECT_URL="+publicURL+"/",
