@@ -59,6 +59,15 @@ func TestAgentFlow(t *testing.T) {
 				t.Fatalf("callback = %d to %q, want 302 to /after?x=1", resp.StatusCode, resp.Header.Get("Location"))
 			}
 			checkCookieTable(t, resp, s.cfg.Session.Lifetime)
+			sizes := map[string]int{}
+			for name, cs := range cookiesByName(resp) {
+				for _, ck := range cs {
+					if ck.Path == "/" || ck.Path == "/auth/refresh" {
+						sizes[name] += len(ck.Name) + len(ck.Value)
+					}
+				}
+			}
+			t.Logf("%s cookie sizes (name+value bytes, all pieces): %v", kind, sizes)
 
 			resp, body := s.do(c, http.MethodGet, "/auth/session", nil)
 			sess := decodeJSON(t, body)
