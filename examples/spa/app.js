@@ -84,7 +84,9 @@ async function callAPI() {
     entry.error = body.error;
   }
   render(entry);
-  if (entry.status === 401) loadSession();
+  // The session panel follows: a refresh moved the access token's expiry, a 401 may
+  // mean the session ended. /auth/session itself never refreshes.
+  await loadSession();
   return entry;
 }
 
