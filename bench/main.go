@@ -1,0 +1,447 @@
+//go:build linux
+
+// Command bench measures tokenhandler's proxy path against a bare Go reverse proxy (the
+// floor) and oauth2-proxy v7.8.1, on loopback only, and writes the tables and chart of
+// BENCHMARKS.md.
+//
+// From the root of a clone:
+//
+//	go run ./bench            # the full run, about 10 minutes; prints the report
+//	go run ./bench -update    # the same, and rewrites BENCHMARKS.md's results and docs/bench-results.svg
+//	go run ./bench -h         # every flag (durations, rounds, connections, which scenarios and setups)
+//
+// It builds tokenhandler (./cmd/tokenhandler), Dex (scripts/idp-bin.sh, cached) and
+// oauth2-proxy (the tool module bench/oauth2-proxy, cached), starts an upstream, a bare
+// proxy, tokenhandler in cookie mode and, when redis-server is installed, in Redis mode
+// against a redis-server of its own, and oauth2-proxy signed in through Dex; then drives
+// each with wrk in interleaved rounds and reads each proxy's CPU time and peak RSS from
+// /proc. It also runs a refresh storm against Dex, times start-up to ready, and runs the
+// hot-path Go benchmarks of this package. Every child process is stopped at the end, and
+// killed by the kernel if the harness dies first. Needs Linux, go, wrk, bash; a C
+// toolchain is not needed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tokenhandler/tokenhandler/session"
+)
+
+type options struct {
+	duration, warmup time.Duration
+	rounds           int
+	conns, threads   int
+	scenarios        map[string]bool
+	setups           map[string]bool
+	stormSessions    int
+	stormRequests    int
+	stormTTL         time.Duration
+	startupRuns      int
+	goBench          time.Duration // -benchtime of the Go benchmarks; 0: skip them
+	update           bool
+	keep             bool
+	timeout          time.Duration
+}
+
+// Setup names, in the order of every round.
+const (
+	setupUpstream = "upstream"
+	setupBare     = "bare-proxy"
+	setupCookie   = "th-cookie"
+	setupRedis    = "th-redis"
+	setupO2P      = "oauth2-proxy"
+)
+
+var allSetups = []string{setupUpstream, setupBare, setupCookie, setupRedis, setupO2P}
+
+func main() {
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "_") {
+		os.Exit(runRole(os.Args[1:]))
+	}
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		cancel()
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	o := &options{}
+	var scenarios, setups string
+	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of one wrk run (whole seconds)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "wrk warm-up per setup and scenario, not measured; 0: none")
+	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per scenario (A B C, A B C, ...)")
+	fs.IntVar(&o.conns, "conns", 64, "wrk connections")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	fs.StringVar(&scenarios, "scenarios", "get-1.2k,get-3k,post-16k,storm,startup,gobench", "comma-separated scenarios to run")
+	fs.StringVar(&setups, "setups", strings.Join(allSetups, ","), "comma-separated setups to load")
+	fs.IntVar(&o.stormSessions, "storm-sessions", 50, "sessions in the refresh storm")
+	fs.IntVar(&o.stormRequests, "storm-requests", 1000, "concurrent requests in the refresh storm")
+	fs.DurationVar(&o.stormTTL, "storm-ttl", 5*time.Second, "access-token lifetime at the provider for the storm")
+	fs.IntVar(&o.startupRuns, "startup-runs", 5, "start-ups timed with the provider already up")
+	fs.DurationVar(&o.goBench, "gobench-time", time.Second, "-benchtime of the hot-path Go benchmarks")
+	fs.BoolVar(&o.update, "update", false, "rewrite the results section of BENCHMARKS.md and docs/bench-results.svg")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations and every process's log)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up (and stop everything) after this long")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
+		return nil, errors.New("usage")
+	}
+	if o.rounds < 1 || o.conns < 1 || o.threads < 1 || o.threads > o.conns || o.duration < time.Second ||
+		o.stormSessions < 1 || o.stormRequests < o.stormSessions || o.startupRuns < 0 {
+		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1")
+		return nil, errors.New("usage")
+	}
+	o.scenarios = set(scenarios)
+	o.setups = set(setups)
+	return o, nil
+}
+
+func set(list string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			m[s] = true
+		}
+	}
+	return m
+}
+
+// environment is what every phase shares.
+type environment struct {
+	root, tmp string
+	ps        *procs
+	thBin     string
+	dexBin    string
+	self      string
+	upstream  string // the upstream's URL
+	redisURL  string // "" without Redis mode
+}
+
+func run(ctx context.Context, o *options) error {
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "th-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		logf("keeping %s", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	ps := &procs{}
+	defer ps.stopAll()
+	rep := &report{Started: time.Now(), LoadBefore: loadAverage(), Options: o, Machine: machine()}
+	env := &environment{root: root, tmp: tmp, ps: ps}
+
+	logf("building tokenhandler")
+	if env.thBin, err = buildTokenhandler(ctx, root, tmp); err != nil {
+		return err
+	}
+	logf("building (or finding) Dex")
+	if env.dexBin, err = idpBin(ctx, root, "dex"); err != nil {
+		return err
+	}
+	if env.self, err = os.Executable(); err != nil {
+		return err
+	}
+	var o2pBin string
+	if o.setups[setupO2P] {
+		if o2pBin, err = buildOAuth2Proxy(ctx, root, logf); err != nil {
+			rep.note("oauth2-proxy could not be built, so it is left out: %v", err)
+			o2pBin = ""
+		}
+	}
+
+	// The upstream and the bare proxies.
+	upPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	env.upstream = fmt.Sprintf("http://127.0.0.1:%d", upPort)
+	up, err := ps.start("upstream", env.self, []string{"_upstream", fmt.Sprintf("127.0.0.1:%d", upPort)}, nil, filepath.Join(tmp, "upstream.log"))
+	if err != nil {
+		return err
+	}
+	if _, err := waitHTTP(ctx, up, env.upstream+"/", 401, 10*time.Second); err != nil {
+		return err
+	}
+
+	// Ports first: Dex must know every callback.
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	cookiePort, redisPort, o2pPort := ports[0], ports[1], ports[2]
+	d, err := startDex(ctx, ps, env.dexBin, tmp, 12*time.Hour, []string{
+		fmt.Sprintf("http://127.0.0.1:%d/auth/callback", cookiePort),
+		fmt.Sprintf("http://127.0.0.1:%d/auth/callback", redisPort),
+		fmt.Sprintf("http://127.0.0.1:%d%s", o2pPort, o2pCallback),
+	})
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+
+	// Tokens: RS256 JWTs of the scenario sizes, and an ID token of 1.2 KB.
+	signer, err := newJWTSigner(d.Issuer)
+	if err != nil {
+		return err
+	}
+	exp := time.Now().Add(6 * time.Hour)
+	tokens := map[int]string{}
+	for _, n := range []int{1200, 3000} {
+		if tokens[n], err = signer.token(n, demoUser, exp); err != nil {
+			return err
+		}
+	}
+	idToken, err := signer.token(1200, demoUser, exp)
+	if err != nil {
+		return err
+	}
+
+	bare := map[int]*proc{}
+	bareURL := map[int]string{}
+	for n, tok := range tokens {
+		path := filepath.Join(tmp, fmt.Sprintf("token-%d", n))
+		if err := os.WriteFile(path, []byte(tok), 0o600); err != nil {
+			return err
+		}
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		p, err := ps.start(fmt.Sprintf("bare-%d", n), env.self, []string{"_bare", fmt.Sprintf("127.0.0.1:%d", port), env.upstream, path}, nil, filepath.Join(tmp, fmt.Sprintf("bare-%d.log", n)))
+		if err != nil {
+			return err
+		}
+		if _, err := waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/", port), 200, 10*time.Second); err != nil {
+			return err
+		}
+		bare[n] = p
+		bareURL[n] = fmt.Sprintf("http://127.0.0.1:%d", port)
+	}
+
+	// tokenhandler, cookie mode.
+	keys, err := session.GenerateKeyPair()
+	if err != nil {
+		return err
+	}
+	thCookie, err := startTokenhandler(ps, env.thBin, tmp, thConfig{
+		name: setupCookie, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, port: cookiePort,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := thCookie.ready(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	cookieStore, err := newCookieStore(keys)
+	if err != nil {
+		return err
+	}
+
+	// tokenhandler, Redis mode, when redis-server is installed and tokenhandler has the
+	// Redis store.
+	var thRedis *thInstance
+	var redisMint minter
+	if o.setups[setupRedis] || o.scenarios["storm"] {
+		env.redisURL, err = startRedis(ctx, ps, tmp)
+		if err != nil {
+			rep.note("Redis mode left out: %v", err)
+		}
+	}
+	if env.redisURL != "" && o.setups[setupRedis] {
+		thRedis, err = startTokenhandler(ps, env.thBin, tmp, thConfig{
+			name: setupRedis, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream,
+			redisURL: env.redisURL, port: redisPort,
+		})
+		if err == nil {
+			_, err = thRedis.ready(ctx, 15*time.Second)
+		}
+		if err == nil {
+			redisMint, err = redisMinter(ctx, env.redisURL, keys)
+		}
+		if err != nil {
+			rep.note("Redis mode left out: %v", firstLine(err.Error()))
+			if thRedis != nil {
+				thRedis.proc.stop()
+			}
+			thRedis = nil
+		}
+	}
+
+	// oauth2-proxy, signed in through Dex.
+	var o2p *o2pInstance
+	var o2pCookie string
+	if o2pBin != "" {
+		o2p, err = startOAuth2Proxy(ctx, ps, o2pBin, tmp, o2pPort, d, env.upstream)
+		if err == nil {
+			o2pCookie, err = o2p.session(ctx)
+		}
+		if err != nil {
+			rep.note("oauth2-proxy left out: %v", firstLine(err.Error()))
+			if o2p != nil {
+				o2p.proc.stop()
+			}
+			o2p = nil
+		} else {
+			rep.O2PCookieBytes = len(o2pCookie)
+		}
+	}
+
+	// Steady scenarios.
+	for _, sc := range steadyScenarios {
+		if !o.scenarios[sc.Name] {
+			continue
+		}
+		tok := tokens[sc.TokenSize]
+		csrf := "X-CSRF: 1"
+		var targets []target
+		add := func(setup, url string, pid int, headers ...string) {
+			if o.setups[setup] {
+				targets = append(targets, target{setup: setup, url: url + "/api/items?page=2", pid: pid, headers: headers})
+			}
+		}
+		cookieHdr, err := storeCookies(ctx, cookieStore, sessionFor(tok, idToken))
+		if err != nil {
+			return err
+		}
+		if sc.Method == "GET" && sc.TokenSize == 1200 {
+			add(setupUpstream, env.upstream, up.pid(), "Authorization: Bearer "+tok)
+		}
+		add(setupBare, bareURL[sc.TokenSize], bare[sc.TokenSize].pid(), "Cookie: "+cookieHdr, csrf)
+		add(setupCookie, thCookie.URL, thCookie.proc.pid(), "Cookie: "+cookieHdr, csrf)
+		var redisHdr string
+		if thRedis != nil {
+			if redisHdr, err = redisMint(ctx, sessionFor(tok, idToken)); err != nil {
+				return err
+			}
+			add(setupRedis, thRedis.URL, thRedis.proc.pid(), "Cookie: "+redisHdr, csrf)
+		}
+		// oauth2-proxy carries the tokens Dex issued: only where that compares (1.2 KB).
+		if o2p != nil && sc.TokenSize == 1200 {
+			add(setupO2P, o2p.URL, o2p.proc.pid(), "Cookie: "+o2pCookie, csrf)
+		}
+		logf("scenario %s: %d setups x %d rounds x %s", sc.Name, len(targets), o.rounds, o.duration)
+		res, err := runSteady(ctx, o, tmp, sc, targets, logf)
+		if err != nil {
+			return err
+		}
+		res.Notes[setupCookie] = fmt.Sprintf("Cookie header %d B", len(cookieHdr))
+		res.Notes[setupBare] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set", len(cookieHdr))
+		if redisHdr != "" {
+			res.Notes[setupRedis] = fmt.Sprintf("Cookie header %d B", len(redisHdr))
+		}
+		if o2pCookie != "" {
+			res.Notes[setupO2P] = fmt.Sprintf("Cookie header %d B (Dex's tokens)", len(o2pCookie))
+		}
+		rep.Steady = append(rep.Steady, res)
+	}
+
+	if o.scenarios["storm"] {
+		logf("refresh storm, cookie mode: %d sessions, %d requests", o.stormSessions, o.stormRequests)
+		rep.Storms = append(rep.Storms, runStorm(ctx, o, env, setupCookie, ""))
+		if env.redisURL != "" && thRedis != nil {
+			logf("refresh storm, Redis mode")
+			rep.Storms = append(rep.Storms, runStorm(ctx, o, env, setupRedis, env.redisURL))
+		}
+	}
+	if o.scenarios["startup"] {
+		logf("start-up to ready")
+		rep.Startup = runStartup(ctx, o, env, d)
+	}
+	if o.scenarios["gobench"] && o.goBench > 0 {
+		logf("Go benchmarks (go test -bench ./bench)")
+		rep.GoBench, err = runGoBench(ctx, root, o.goBench)
+		if err != nil {
+			rep.note("Go benchmarks failed: %v", firstLine(err.Error()))
+		}
+	}
+	rep.Finished = time.Now()
+	rep.LoadAfter = loadAverage()
+
+	md := rep.markdown()
+	svg := rep.svg()
+	fmt.Print(md)
+	if o.update {
+		if err := updateBenchmarksMD(filepath.Join(root, "BENCHMARKS.md"), md); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(root, "docs", "bench-results.svg"), []byte(svg), 0o644); err != nil {
+			return err
+		}
+		logf("updated BENCHMARKS.md and docs/bench-results.svg")
+	} else {
+		path := filepath.Join(os.TempDir(), "bench-results.svg")
+		if err := os.WriteFile(path, []byte(svg), 0o644); err == nil {
+			logf("chart written to %s (use -update to write docs/bench-results.svg)", path)
+		}
+	}
+	return nil
+}
+
+// repoRoot is the root of the clone: the directory of the main module's go.mod.
+func repoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("bench: go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("bench: run from inside the tokenhandler clone")
+	}
+	b, err := os.ReadFile(mod)
+	if err != nil || !bytes.Contains(b, []byte("module github.com/tokenhandler/tokenhandler")) {
+		return "", errors.New("bench: run from inside the tokenhandler clone (go.mod of github.com/tokenhandler/tokenhandler)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// idpBin builds (or finds in the cache) a provider with scripts/idp-bin.sh.
+func idpBin(ctx context.Context, root, name string) (string, error) {
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "idp-bin.sh"), name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("bench: scripts/idp-bin.sh %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

@@ -1,0 +1,158 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenhandler/tokenhandler/session"
+)
+
+// stormResult is one refresh storm: many concurrent requests from sessions whose access
+// tokens all expired, against the real provider.
+type stormResult struct {
+	Setup        string
+	Sessions     int
+	Requests     int
+	TokenTTL     time.Duration
+	RefreshCalls int64 // grant_type=refresh_token calls at the provider during the storm
+	TokenCalls   int64 // every token-endpoint call during the storm
+	Failures     int   // requests not answered 200
+	Statuses     map[int]int
+	P50, P99     time.Duration
+	Max          time.Duration
+	Wall         time.Duration // first request sent to last answer
+	Err          string
+}
+
+// runStorm signs sessions in through Dex (access tokens valid for ttl), waits until every
+// access token has expired, then sends requests requests at once, spread evenly over
+// the sessions, and counts the provider's token-endpoint calls. Every step is bounded.
+func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL string) stormResult {
+	res := stormResult{Setup: setup, Sessions: o.stormSessions, Requests: o.stormRequests, TokenTTL: o.stormTTL, Statuses: map[int]int{}}
+	fail := func(err error) stormResult {
+		res.Err = err.Error()
+		return res
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+
+	port, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	callback := fmt.Sprintf("http://127.0.0.1:%d/auth/callback", port)
+	d, err := startDex(ctx, env.ps, env.dexBin, env.tmp, o.stormTTL, []string{callback})
+	if err != nil {
+		return fail(err)
+	}
+	defer d.stop()
+	keys, err := session.GenerateKeyPair()
+	if err != nil {
+		return fail(err)
+	}
+	th, err := startTokenhandler(env.ps, env.thBin, env.tmp, thConfig{
+		name: setup + "-storm", issuer: d.Issuer, secret: d.ClientSecret, keys: keys,
+		upstream: env.upstream, redisURL: redisURL, port: port,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer th.proc.stop()
+	if _, err := th.ready(ctx, 30*time.Second); err != nil {
+		return fail(err)
+	}
+
+	// Sign in, four browsers at a time.
+	cookies := make([]string, o.stormSessions)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c := newBrowser()
+				_, err := signIn(ctx, c, th.URL+"/auth/login?return_to=%2F")
+				h := cookieHeader(c, th.URL+"/api/items")
+				if err == nil && !strings.Contains(h, "-at=") {
+					err = fmt.Errorf("bench: storm: no session cookie after sign-in\n%s", th.proc.tail(1024))
+				}
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				cookies[i] = h
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range o.stormSessions {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return fail(firstErr)
+	}
+	// Wait until the last session's access token has expired: every session then needs a
+	// refresh, and they all need it at once.
+	select {
+	case <-time.After(o.stormTTL + time.Second):
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: o.stormRequests, MaxIdleConns: o.stormRequests}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	refresh0, token0 := d.refreshCalls.Load(), d.tokenCalls.Load()
+	lat := make([]time.Duration, o.stormRequests)
+	status := make([]int, o.stormRequests)
+	start := make(chan struct{})
+	var sent sync.WaitGroup
+	for i := range o.stormRequests {
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, th.URL+"/api/items", nil)
+			req.Header.Set("Cookie", cookies[i%o.stormSessions])
+			req.Header.Set("X-CSRF", "1")
+			<-start
+			t0 := time.Now()
+			r, err := client.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+				status[i] = r.StatusCode
+			}
+			lat[i] = time.Since(t0)
+		}()
+	}
+	t0 := time.Now()
+	close(start)
+	sent.Wait()
+	res.Wall = time.Since(t0)
+	res.RefreshCalls = d.refreshCalls.Load() - refresh0
+	res.TokenCalls = d.tokenCalls.Load() - token0
+	for _, s := range status {
+		res.Statuses[s]++ // 0: no answer (connection error or timeout)
+		if s != http.StatusOK {
+			res.Failures++
+		}
+	}
+	slices.Sort(lat)
+	res.P50 = lat[len(lat)/2]
+	res.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
+	res.Max = lat[len(lat)-1]
+	return res
+}
