@@ -25,8 +25,8 @@ import (
 
 // Provider kinds.
 const (
-	KindHydra = "hydra" // Ory Hydra v2.3.0: strict rotation, replay revokes the family
-	KindDex   = "dex"   // Dex: invalid_request for dead refresh tokens, no revocation endpoint
+	KindHydra = "hydra" // Ory Hydra v2.3.0: strict rotation, a replay revokes the family
+	KindDex   = "dex"   // Dex: invalid_request for dead refresh tokens, one refresh token per user and client
 )
 
 // Kinds returns every provider kind, for table tests over both peers.
