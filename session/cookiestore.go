@@ -29,6 +29,9 @@ type CookieOptions struct {
 	Lifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Ended, when set, is asked about every session that opens; true makes Load treat
+	// it as no session. Back-channel logout uses it (DenyList.Ended). nil: none ends.
+	Ended func(*Session) bool
 }
 
 // CookieStore keeps the whole session in the browser, in three encrypted, authenticated,
@@ -40,6 +43,7 @@ type CookieStore struct {
 	refreshPaths []string
 	attrs        cookieAttrs
 	now          func() time.Time
+	ended        func(*Session) bool
 }
 
 var _ Store = (*CookieStore)(nil)
@@ -79,6 +83,7 @@ func NewCookieStore(opts CookieOptions) (*CookieStore, error) {
 		refreshPaths: paths,
 		attrs:        cookieAttrs{secure: !opts.Insecure, sameSite: http.SameSiteStrictMode},
 		now:          now,
+		ended:        opts.Ended,
 	}, nil
 }
 
@@ -168,6 +173,9 @@ func (s *CookieStore) Load(ctx context.Context, r *http.Request) (*Session, erro
 	}
 	if sess.Expired(s.now()) {
 		return nil, fmt.Errorf("session: load: %w: session expired", ErrNoSession)
+	}
+	if s.ended != nil && s.ended(sess) {
+		return nil, fmt.Errorf("session: load: %w: ended by back-channel logout", ErrNoSession)
 	}
 	return sess, nil
 }

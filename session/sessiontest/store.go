@@ -25,11 +25,20 @@ type Harness struct {
 	// test is then skipped.
 	Now     func() time.Time
 	Advance func(time.Duration)
+	// Foreign is a store of the same kind and options but other keys (another
+	// deployment); nil skips the test that its cookies do not open in Store.
+	Foreign session.Store
+	// ServerSide is set for stores that keep the session on the server: cookies
+	// replayed after Delete must then be no session (a cookie store cannot know).
+	ServerSide bool
 }
 
 // RunStore is the conformance suite every session.Store runs: what Save stores Load
-// returns, on every path; Delete ends it; anything the store did not write is no session;
-// every Set-Cookie keeps the cookie rules. newHarness is called once per subtest.
+// returns, on every path, 4 KB tokens included; Delete ends it; a new login replaces the
+// session; anything the store did not write (garbage, a tampered cookie, another
+// deployment's cookie, cookies of two sessions mixed) is no session, never a mix of two
+// sessions; a session past its expiry is no session; every Set-Cookie keeps the cookie
+// rules. newHarness is called once per subtest.
 func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
 	ctx := context.Background()
 	now := func(h Harness) time.Time {
@@ -161,6 +170,196 @@ func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
 			t.Errorf("Load at the session's expiry = %v, want ErrNoSession", err)
 		}
 	})
+
+	t.Run("LargeTokens", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		want := Sample(now(h))
+		want.AccessToken = tokenOf("at.", 4096)
+		want.IDToken = tokenOf("id.", 2048)
+		want.RefreshToken = tokenOf("rt.", 1024)
+		save(t, h, b, "/auth/callback", want)
+		got, err := load(h, b, h.RefreshPath)
+		if err != nil {
+			t.Fatalf("Load(%s) of a session with a 4 KB access token = %v, want it", h.RefreshPath, err)
+		}
+		if diff := Diff(got, want); diff != "" {
+			t.Errorf("Load(%s) of a session with a 4 KB access token: %s", h.RefreshPath, diff)
+		}
+	})
+
+	t.Run("NoRefreshToken", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		want := Sample(now(h))
+		want.RefreshToken = ""
+		want.SID = ""
+		save(t, h, b, "/auth/callback", want)
+		got, err := load(h, b, h.RefreshPath)
+		if err != nil {
+			t.Fatalf("Load(%s) of a session without refresh token = %v, want it", h.RefreshPath, err)
+		}
+		if diff := Diff(got, want); diff != "" {
+			t.Errorf("Load(%s) of a session without refresh token: %s", h.RefreshPath, diff)
+		}
+	})
+
+	t.Run("NewLoginReplacesSession", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		first := Sample(now(h))
+		save(t, h, b, "/auth/callback", first)
+		second := Sample(now(h))
+		second.Subject = "user-2"
+		second.AccessToken = "access-other"
+		save(t, h, b, "/auth/callback", second)
+		for _, path := range []string{h.RefreshPath, h.OtherPath} {
+			got, err := load(h, b, path)
+			if err != nil {
+				t.Fatalf("Load(%s) after a second login = %v, want the new session", path, err)
+			}
+			if got.ID != second.ID || got.Subject != "user-2" || got.AccessToken != "access-other" {
+				t.Errorf("Load(%s) after a second login = session of %s, want the new session of user-2", path, got.Subject)
+			}
+		}
+	})
+
+	t.Run("TamperedCookies", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		save(t, h, b, "/auth/callback", Sample(now(h)))
+		for _, c := range b.Cookies(h.RefreshPath) {
+			for _, pos := range []int{0, len(c.Value) / 2, len(c.Value) - 1} {
+				v := []byte(c.Value)
+				if v[pos] == 'A' {
+					v[pos] = 'B'
+				} else {
+					v[pos] = 'A'
+				}
+				r := b.Request(http.MethodGet, h.RefreshPath)
+				r.Header.Del("Cookie")
+				for _, o := range b.Cookies(h.RefreshPath) {
+					if o.Name == c.Name {
+						o = &http.Cookie{Name: o.Name, Value: string(v)}
+					}
+					r.AddCookie(o)
+				}
+				if _, err := h.Store.Load(ctx, r); !errors.Is(err, session.ErrNoSession) {
+					t.Errorf("Load with cookie %s changed at byte %d = %v, want ErrNoSession", c.Name, pos, err)
+				}
+			}
+		}
+	})
+
+	t.Run("ForeignCookies", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Foreign == nil {
+			t.Skip("no foreign store")
+		}
+		b := NewBrowser(t, h.Origin)
+		cookies, err := h.Foreign.Save(ctx, b.Request(http.MethodGet, "/auth/callback"), Sample(now(h)))
+		if err != nil {
+			t.Fatalf("Foreign.Save = %v", err)
+		}
+		b.Receive("/auth/callback", cookies)
+		for _, path := range []string{h.RefreshPath, h.OtherPath} {
+			if _, err := load(h, b, path); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Load(%s) of another deployment's cookies = %v, want ErrNoSession", path, err)
+			}
+		}
+	})
+
+	t.Run("MixedSessions", func(t *testing.T) {
+		h := newHarness(t)
+		a, b := NewBrowser(t, h.Origin), NewBrowser(t, h.Origin)
+		sa, sb := Sample(now(h)), Sample(now(h))
+		sb.Subject, sb.AccessToken, sb.RefreshToken = "user-2", "access-b", "refresh-b"
+		save(t, h, a, "/auth/callback", sa)
+		save(t, h, b, "/auth/callback", sb)
+		fromA := a.Cookies(h.RefreshPath)
+		for _, swap := range fromA {
+			r := b.Request(http.MethodGet, h.RefreshPath)
+			r.Header.Del("Cookie")
+			for _, o := range b.Cookies(h.RefreshPath) {
+				if o.Name == swap.Name {
+					o = swap
+				}
+				r.AddCookie(&http.Cookie{Name: o.Name, Value: o.Value})
+			}
+			got, err := h.Store.Load(ctx, r)
+			switch {
+			case errors.Is(err, session.ErrNoSession):
+			case err != nil:
+				t.Errorf("Load(B's cookies with A's %s) = %v, want a session or ErrNoSession", swap.Name, err)
+			case Diff(got, sa) != "" && Diff(got, sb) != "":
+				t.Errorf("Load(B's cookies with A's %s) = a mix of two sessions (vs A: %s; vs B: %s)", swap.Name, Diff(got, sa), Diff(got, sb))
+			}
+		}
+		// Both copies at once, A's and B's (a planted cookie beside ours): never a mix.
+		r := b.Request(http.MethodGet, h.RefreshPath)
+		for _, c := range fromA {
+			r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		}
+		if got, err := h.Store.Load(ctx, r); err == nil && Diff(got, sa) != "" && Diff(got, sb) != "" {
+			t.Errorf("Load(A's and B's cookies together) = a mix of two sessions")
+		} else if err != nil && !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load(A's and B's cookies together) = %v, want a session or ErrNoSession", err)
+		}
+	})
+
+	t.Run("DeleteEndsServerSide", func(t *testing.T) {
+		h := newHarness(t)
+		if !h.ServerSide {
+			t.Skip("the store keeps nothing on the server")
+		}
+		b := NewBrowser(t, h.Origin)
+		s := Sample(now(h))
+		save(t, h, b, "/auth/callback", s)
+		kept := b.Request(http.MethodGet, h.RefreshPath)
+		if _, err := h.Store.Delete(ctx, b.Request(http.MethodPost, "/auth/logout"), s); err != nil {
+			t.Fatalf("Delete = %v", err)
+		}
+		if _, err := h.Store.Load(ctx, kept); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load(cookies kept from before Delete) = %v, want ErrNoSession", err)
+		}
+	})
+
+	t.Run("ConcurrentLoads", func(t *testing.T) {
+		h := newHarness(t)
+		b := NewBrowser(t, h.Origin)
+		want := Sample(now(h))
+		save(t, h, b, "/auth/callback", want)
+		const n = 20
+		errs := make(chan string, n)
+		for range n {
+			go func() {
+				got, err := load(h, b, h.RefreshPath)
+				switch {
+				case err != nil:
+					errs <- err.Error()
+				case Diff(got, want) != "":
+					errs <- Diff(got, want)
+				default:
+					errs <- ""
+				}
+			}()
+		}
+		for range n {
+			if e := <-errs; e != "" {
+				t.Errorf("concurrent Load: %s", e)
+			}
+		}
+	})
+}
+
+// tokenOf returns a token-like string of n bytes.
+func tokenOf(prefix string, n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+	b := []byte(prefix)
+	for i := len(b); i < n; i++ {
+		b = append(b, alphabet[(i*7+len(prefix))%len(alphabet)])
+	}
+	return string(b[:n])
 }
 
 // Sample returns a session that expires 12h after now, with every field set.

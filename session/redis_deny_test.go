@@ -1,0 +1,169 @@
+package session_test
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenhandler/tokenhandler/session"
+	"github.com/tokenhandler/tokenhandler/session/sessiontest"
+)
+
+const denyLifetime = 12 * time.Hour
+
+func newDenyList(t testing.TB, tr *testRedis, clk *clock) *session.DenyList {
+	t.Helper()
+	return session.NewDenyList(tr.r, session.DenyListOptions{Lifetime: denyLifetime, Now: clk.Now})
+}
+
+// eventually waits up to 3 s for cond (pub/sub delivers asynchronously).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 3s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A back-channel logout received by one replica ends the cookie session at every
+// replica, through the deny list: by sid every session of that provider session, by sub
+// only the sessions that began before the logout.
+func TestDenyListAcrossReplicas(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	clk := newClock()
+	a := newDenyList(t, newTestRedis(t, url, prefix), clk)
+	b := newDenyList(t, newTestRedis(t, url, prefix), clk)
+	key := newKey(t)
+	storeB := newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{key}, Now: clk.Now, Ended: b.Ended})
+
+	mk := func(sid, sub string) *session.Session {
+		s := sampleSession(clk.Now(), 10, 10, 10)
+		s.SID, s.Subject = sid, sub
+		s.Expiry = clk.Now().Add(denyLifetime) // as the callback sets it
+		return s
+	}
+	s1, s2, s3 := mk("sid-1", "alice"), mk("sid-2", "alice"), mk("sid-3", "bob")
+	for _, s := range []*session.Session{s1, s2, s3} {
+		if b.Ended(s) {
+			t.Fatalf("session %s/%s ended before any logout", s.SID, s.Subject)
+		}
+	}
+
+	clk.Advance(time.Minute)
+	if _, err := a.EndSessions(ctx, "sid-1", "", clk.Now()); err != nil {
+		t.Fatalf("EndSessions(sid-1) = %v", err)
+	}
+	if !a.Ended(s1) {
+		t.Errorf("the receiving replica does not end the session at once")
+	}
+	eventually(t, "the other replica ends the sid-1 session", func() bool { return b.Ended(s1) })
+	if b.Ended(s2) || b.Ended(s3) {
+		t.Errorf("a logout of sid-1 ended another session")
+	}
+	cookies, err := storeB.Save(ctx, requestWith("/auth/callback"), s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storeB.Load(ctx, requestWith("/api/", set(cookies)...)); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("CookieStore.Load of an ended session = %v, want ErrNoSession", err)
+	}
+
+	if _, err := a.EndSessions(ctx, "", "alice", clk.Now()); err != nil {
+		t.Fatalf("EndSessions(sub alice) = %v", err)
+	}
+	eventually(t, "the other replica ends alice's sessions", func() bool { return b.Ended(s2) })
+	if b.Ended(s3) {
+		t.Errorf("a logout of alice ended bob's session")
+	}
+	// alice signs in again after the logout: that session is not ended.
+	clk.Advance(time.Second)
+	later := mk("sid-4", "alice")
+	if b.Ended(later) || a.Ended(later) {
+		t.Errorf("a sign-in after the sub logout is ended, want it to work")
+	}
+	// A replica started now loads every entry.
+	c := newDenyList(t, newTestRedis(t, url, prefix), clk)
+	if !c.Ended(s1) || !c.Ended(s2) || c.Ended(s3) || c.Ended(later) {
+		t.Errorf("a new replica's deny list: ended s1=%v s2=%v s3=%v later=%v, want true true false false",
+			c.Ended(s1), c.Ended(s2), c.Ended(s3), c.Ended(later))
+	}
+	// Entries end with the session lifetime.
+	clk.Advance(denyLifetime)
+	if c.Ended(s1) || c.Ended(s2) {
+		t.Errorf("deny entries outlive the session lifetime")
+	}
+	if err := c.Reload(ctx); err != nil || c.Len() != 0 {
+		t.Errorf("Reload after the lifetime = %v with %d entries, want none", err, c.Len())
+	}
+}
+
+// What was written while a replica's subscription was down arrives with the full load
+// after it reconnects.
+func TestDenyListReloadsOnReconnect(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	clk := newClock()
+	tr := newTestRedis(t, url, prefix)
+	d := newDenyList(t, tr, clk)
+	s := sampleSession(clk.Now(), 10, 10, 10)
+	s.SID = "missed-sid"
+	// An entry written without a notification (as if published while we were away).
+	member := "sid " + itoa(clk.Now().UnixMilli()) + " missed-sid"
+	if err := tr.client.ZAdd(ctx, prefix+"deny", redisZ(clk.Now().Add(denyLifetime), member)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Ended(s) {
+		t.Fatalf("entry applied without a notification or reload")
+	}
+	// Drop every pub/sub connection: the subscriber reconnects and reloads.
+	if err := tr.client.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the reconnected replica loads the missed entry", func() bool { return d.Ended(s) })
+}
+
+// Garbage on the deny channel is ignored.
+func TestDenyListIgnoresMalformedEntries(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	clk := newClock()
+	tr := newTestRedis(t, url, prefix)
+	d := newDenyList(t, tr, clk)
+	for _, m := range []string{"", "sid", "sid x y", "sid 123", "xxx 123 v", "sub 12a v"} {
+		tr.client.Publish(ctx, prefix+"events:deny", m)
+	}
+	tr.client.Publish(ctx, prefix+"events:deny", "sid "+itoa(clk.Now().UnixMilli())+" ok")
+	eventually(t, "the valid entry arrives", func() bool { return d.Len() == 1 })
+}
+
+// BenchmarkDenyListEnded is what the deny list adds to every cookie-mode request.
+func BenchmarkDenyListEnded(b *testing.B) {
+	url := sessiontest.RedisURL(b)
+	clk := newClock()
+	d := newDenyList(b, newTestRedis(b, url, ""), clk)
+	for i := range 1000 {
+		if _, err := d.EndSessions(ctx, "sid-"+itoa(int64(i)), "", clk.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := sampleSession(clk.Now(), 10, 10, 10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if d.Ended(s) {
+			b.Fatal("ended")
+		}
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func redisZ(until time.Time, member string) redis.Z {
+	return redis.Z{Score: float64(until.UnixMilli()), Member: member}
+}
