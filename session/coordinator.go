@@ -46,12 +46,23 @@ type CoordinatorOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Redis, when set, shares the coordination with every replica that uses the same
+	// Redis and key prefix: the lease lock, the "done" notification and the rotation
+	// grace entry live there. While Redis cannot be reached, coordination falls back to
+	// this process (with a logged warning) and returns to Redis by itself. nil: this
+	// process only.
+	Redis *Redis
+	// Lease is the Redis lock's lease, renewed every Lease/3 while the provider call is
+	// in flight; a replica that dies holding it blocks the others for at most Lease.
+	// Zero means DefaultLease.
+	Lease time.Duration
 }
 
 // Defaults of CoordinatorOptions.
 const (
 	DefaultRotationGrace  = 60 * time.Second
 	DefaultRefreshTimeout = 10 * time.Second
+	DefaultLease          = 3 * time.Second
 )
 
 // Coordinator makes sure that one refresh token is spent at most once, however many
@@ -63,13 +74,15 @@ const (
 // refresh token would be lost and the next request would replay a spent one.
 type Coordinator struct {
 	grace   graceStore
+	shared  *sharedRefresh // nil without Redis
 	flights singleflight.Group
 	ttl     time.Duration
 	timeout time.Duration
 	log     *slog.Logger
 }
 
-// NewCoordinator returns a Coordinator for one process.
+// NewCoordinator returns a Coordinator for one process, shared with other replicas
+// through opts.Redis when it is set.
 func NewCoordinator(opts CoordinatorOptions) *Coordinator {
 	c := &Coordinator{ttl: opts.Grace, timeout: opts.Timeout, log: opts.Logger}
 	if c.ttl <= 0 {
@@ -86,6 +99,13 @@ func NewCoordinator(opts CoordinatorOptions) *Coordinator {
 		now = time.Now
 	}
 	c.grace = newMemGrace(now)
+	if opts.Redis != nil {
+		lease := opts.Lease
+		if lease <= 0 {
+			lease = DefaultLease
+		}
+		c.shared = &sharedRefresh{r: opts.Redis, lease: lease, grace: c.ttl, log: c.log}
+	}
 	return c
 }
 
@@ -93,9 +113,15 @@ func NewCoordinator(opts CoordinatorOptions) *Coordinator {
 // many callers ask concurrently. fn is the one provider call; its errors reach every
 // caller waiting on that call unchanged (they are not remembered: a later call tries
 // again). In order: (1) a grace entry for refreshToken answers at once; (2) otherwise the
-// caller joins the refresh in flight for refreshToken or starts it; the flight re-checks
-// the grace entry, calls fn, and writes the grace entry. A caller whose ctx ends gets
-// ctx's error while the flight goes on.
+// caller joins the refresh in flight for refreshToken or starts it; (3) with Redis, the
+// flight reads the shared grace entry and takes the lease lock in one round trip, or,
+// when another replica holds the lock, waits for its "done" notification or the lease's
+// lapse and looks again; (4) the lock's holder calls fn, renewing the lease every
+// Lease/3, writes the grace entry, notifies, and releases the lock if it is still its
+// own. A caller whose ctx ends gets ctx's error while the flight goes on.
+//
+// A waiter told that the holder's call failed gets ErrRefreshDenied or
+// ErrIdPUnavailable like the holder's own callers, without calling the provider.
 //
 // Each caller gets its own copy of the tokens.
 func (c *Coordinator) Refresh(ctx context.Context, refreshToken string, fn func(ctx context.Context) (*Tokens, error)) (*Tokens, error) {
@@ -130,12 +156,34 @@ func (c *Coordinator) Refresh(ctx context.Context, refreshToken string, fn func(
 	}
 }
 
-// spend runs inside the flight: it re-checks the grace entry (another replica, or a flight
-// that just ended, may have spent the token), calls fn once and records its result.
-func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys graceKeys, fn func(context.Context) (*Tokens, error)) (t *Tokens, err error) {
+// spend runs inside the flight: it re-checks the grace entry (a flight that just ended
+// may have spent the token), then spends it through Redis when configured and reachable,
+// otherwise in this process.
+func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys graceKeys, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
 	if t := c.fromGrace(ctx, keys); t != nil {
 		return t, nil
 	}
+	call := func(ctx context.Context) (*Tokens, error) { return c.call(ctx, refreshToken, fn) }
+	if c.shared != nil {
+		t, err := c.shared.spend(ctx, flightKey(refreshToken), keys, call)
+		if !errors.Is(err, errSharedUnavailable) {
+			if err == nil {
+				c.remember(ctx, keys, t)
+			}
+			return t, err
+		}
+		// Redis cannot be reached: this process alone (sharedRefresh logged it).
+	}
+	t, err := call(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.remember(ctx, keys, t)
+	return t, nil
+}
+
+// call makes the one provider call and checks its answer.
+func (c *Coordinator) call(ctx context.Context, refreshToken string, fn func(context.Context) (*Tokens, error)) (t *Tokens, err error) {
 	defer func() {
 		// A panic in fn would otherwise crash the process from singleflight's goroutine.
 		if p := recover(); p != nil {
@@ -155,6 +203,11 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	if t.RefreshToken == "" {
 		t.RefreshToken = refreshToken
 	}
+	return t, nil
+}
+
+// remember writes the in-process grace entry for keys.
+func (c *Coordinator) remember(ctx context.Context, keys graceKeys, t *Tokens) {
 	sealed, err := sealTokens(keys, t)
 	if err == nil {
 		err = c.grace.put(ctx, keys.lookup, sealed, c.ttl)
@@ -163,7 +216,6 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 		// The refresh succeeded; only late requests with the old token lose out.
 		c.log.WarnContext(ctx, "session: cannot store the rotation grace entry", "err", err)
 	}
-	return t, nil
 }
 
 // fromGrace returns the tokens of the grace entry for keys, or nil. A store that fails

@@ -1,0 +1,224 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Refresh coordination across replicas. Per refresh token being spent (its SHA-256, the
+// flight key), Redis holds a lease lock and, once the refresh is done, the rotation grace
+// entry, both under the hash tag {flight key} so that the scripts below touch one hash
+// slot. A replica that finds the lock taken waits for the holder's notification on the
+// events:refresh channel ("<flight key> ok|denied|failed") or for the lease to lapse; it
+// never polls.
+
+// Outcomes published when a refresh ends.
+const (
+	outcomeOK     = "ok"
+	outcomeDenied = "denied" // the provider refused the refresh token: the session is over
+	outcomeFailed = "failed" // the provider could not be asked, or gave no usable answer
+)
+
+// downBackoff: after Redis failed, flights skip it for this long (in this process only).
+const downBackoff = time.Second
+
+var errSharedUnavailable = errors.New("session: shared refresh coordination unavailable")
+
+// acquireScript: the grace entry if there is one; otherwise the lock, if free; otherwise
+// the lock's remaining lease. KEYS: lock, grace. ARGV: owner token, lease in ms.
+var acquireScript = redis.NewScript(`
+local g = redis.call("GET", KEYS[2])
+if g then return {"grace", g} end
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return {"locked"} end
+return {"taken", tostring(redis.call("PTTL", KEYS[1]))}
+`)
+
+// renewScript extends the lease if the lock is still the caller's. KEYS: lock. ARGV:
+// owner token, lease in ms.
+var renewScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// releaseScript writes the grace entry (when ARGV[2] is not empty), deletes the lock if it
+// is still the caller's, and publishes the outcome. KEYS: lock, grace. ARGV: owner token,
+// sealed grace entry, grace TTL in ms, channel, message.
+var releaseScript = redis.NewScript(`
+if ARGV[2] ~= "" then
+	redis.call("SET", KEYS[2], ARGV[2], "PX", ARGV[3])
+end
+local owned = redis.call("GET", KEYS[1]) == ARGV[1]
+if owned then redis.call("DEL", KEYS[1]) end
+redis.call("PUBLISH", ARGV[4], ARGV[5])
+if owned then return 1 end
+return 0
+`)
+
+// sharedRefresh is a Coordinator's Redis side.
+type sharedRefresh struct {
+	r     *Redis
+	lease time.Duration
+	grace time.Duration
+	log   *slog.Logger
+
+	down      atomic.Bool  // Redis failed last time (for logging the transitions)
+	skipUntil atomic.Int64 // unix nanoseconds: flights do not try Redis before
+}
+
+// Lock and grace entry names of one flight: one hash slot.
+func (s *sharedRefresh) names(flight string) (lock, grace string) {
+	base := s.r.prefix + "refresh:{" + flight + "}:"
+	return base + "lock", base + "grace"
+}
+
+// spend spends the refresh token of flight once across every replica: it returns the
+// shared grace entry if there is one, or calls call while holding the lock, or waits for
+// the replica that holds it. errSharedUnavailable means Redis could not be asked before
+// anything was spent; the caller then coordinates in process.
+func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	if time.Now().UnixNano() < s.skipUntil.Load() {
+		return nil, errSharedUnavailable
+	}
+	lock, grace := s.names(flight)
+	// Listen before looking: a notification published in between is not lost.
+	notes, stop := s.r.await(flight)
+	defer stop()
+	var owner [16]byte
+	_, _ = rand.Read(owner[:])
+	token := hex.EncodeToString(owner[:])
+	for {
+		kind, val, err := s.acquire(ctx, lock, grace, token)
+		if err != nil {
+			s.failed(ctx, err)
+			return nil, errSharedUnavailable
+		}
+		s.recovered(ctx)
+		switch kind {
+		case "grace":
+			t, err := openTokens(keys, []byte(val))
+			if err != nil {
+				return nil, fmt.Errorf("session: refresh: %w: shared grace entry: %w", ErrIdPUnavailable, err)
+			}
+			return t, nil
+		case "locked":
+			return s.hold(ctx, lock, grace, token, flight, keys, call)
+		}
+		// Taken: wait for the holder's outcome or the lease's lapse, then look again.
+		wait := s.lease
+		if ms, err := strconv.ParseInt(val, 10, 64); err == nil && ms >= 0 {
+			wait = time.Duration(ms) * time.Millisecond
+		}
+		timer := time.NewTimer(wait + 5*time.Millisecond)
+		select {
+		case outcome := <-notes:
+			timer.Stop()
+			switch outcome {
+			case outcomeDenied:
+				return nil, fmt.Errorf("session: refresh: %w (at another replica)", ErrRefreshDenied)
+			case outcomeFailed:
+				return nil, fmt.Errorf("session: refresh: %w (at another replica)", ErrIdPUnavailable)
+			}
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("session: refresh: %w: waiting for another replica: %w", ErrIdPUnavailable, ctx.Err())
+		}
+	}
+}
+
+// acquire runs acquireScript: ("grace", sealed entry), ("locked", "") or ("taken",
+// remaining lease in ms).
+func (s *sharedRefresh) acquire(ctx context.Context, lock, grace, token string) (string, string, error) {
+	ctx, cancel := s.r.opContext(ctx)
+	defer cancel()
+	res, err := acquireScript.Run(ctx, s.r.client, []string{lock, grace}, token, s.lease.Milliseconds()).StringSlice()
+	if err != nil {
+		return "", "", err
+	}
+	switch {
+	case len(res) == 2 && (res[0] == "grace" || res[0] == "taken"):
+		return res[0], res[1], nil
+	case len(res) == 1 && res[0] == "locked":
+		return "locked", "", nil
+	}
+	return "", "", fmt.Errorf("unexpected answer from the acquire script (%d values)", len(res))
+}
+
+// hold calls the provider while holding the lock, renewing its lease every lease/3 so
+// that a slow provider does not let another replica in; then it writes the grace entry,
+// publishes the outcome and releases the lock in one script.
+func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(s.lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
+			n, err := renewScript.Run(rctx, s.r.client, []string{lock}, token, s.lease.Milliseconds()).Int64()
+			cancel()
+			switch {
+			case err != nil:
+				s.log.WarnContext(ctx, "session: cannot renew the refresh lock's lease", "err", err)
+			case n == 0:
+				s.log.WarnContext(ctx, "session: the refresh lock's lease lapsed while the provider call was in flight")
+			}
+		}
+	}()
+	t, err := call(ctx)
+	close(stop)
+	wg.Wait()
+
+	outcome, sealed := outcomeOK, []byte(nil)
+	switch {
+	case errors.Is(err, ErrRefreshDenied):
+		outcome = outcomeDenied
+	case err != nil:
+		outcome = outcomeFailed
+	default:
+		var serr error
+		if sealed, serr = sealTokens(keys, t); serr != nil {
+			s.log.WarnContext(ctx, "session: cannot seal the rotation grace entry", "err", serr)
+		}
+	}
+	// The call may have used up ctx's time: the release gets its own.
+	rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
+	defer cancel()
+	if rerr := releaseScript.Run(rctx, s.r.client, []string{lock, grace},
+		token, sealed, s.grace.Milliseconds(), s.r.refreshChannel, flight+" "+outcome).Err(); rerr != nil {
+		s.log.WarnContext(ctx, "session: cannot publish the refresh's outcome to other replicas; they wait for the lease to lapse", "err", rerr)
+	}
+	return t, err
+}
+
+func (s *sharedRefresh) failed(ctx context.Context, err error) {
+	s.skipUntil.Store(time.Now().Add(downBackoff).UnixNano())
+	if !s.down.Swap(true) {
+		s.log.WarnContext(ctx, "session: Redis unreachable: refresh coordination falls back to this process until it returns", "err", err)
+	}
+}
+
+func (s *sharedRefresh) recovered(ctx context.Context) {
+	if s.down.Swap(false) {
+		s.log.InfoContext(ctx, "session: Redis reachable again: refresh coordination is shared across replicas")
+	}
+}
