@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the project's one test command. CI runs exactly this (see .ci/run).
 #
-#   ./test.sh                          go vet ./..., go test -race ./..., then the browser tests
+#   ./test.sh                          go vet ./..., go test -race ./..., the Docker build
+#                                      check, then the browser tests
 #   ./test.sh ./session/...            vet and test only these packages (no browser tests)
 #   ./test.sh -run TestLogin ./e2e/... any go test flags, with or without packages
 #   ./test.sh -count=1 -v              flags only: every package, browser tests included
@@ -125,14 +126,16 @@ fi
 step "${test_cmd[*]}"
 "${test_cmd[@]}"
 
-# --- Browser tests ------------------------------------------------------------------------
-# BROWSER TESTS GO HERE (Chromium driven from node; a later task). They run on a full
-# run only, that is when no package was named, after the Go tests, with the same
-# environment (provider binaries, Redis). For example:
-#
-#   if ((${#pkgs[@]} == 0)); then
-#   	step "browser tests"
-#   	e2e/browser/run.sh
-#   fi
+# --- Docker build and browser tests ---------------------------------------------------------
+# On a full run only (no package named): the Dockerfile's build commands run outside
+# Docker (static binaries, docker-compose.yml valid), then the example SPA in Chromium
+# against the real Dex (e2e/browser/run.sh: node's test runner driving Debian's chromium
+# with playwright-core).
+if ((${#pkgs[@]} == 0)); then
+	step "Docker build outside Docker (examples/check-docker-build.sh)"
+	examples/check-docker-build.sh
+	step "browser tests (e2e/browser/run.sh)"
+	e2e/browser/run.sh
+fi
 
 step "all tests passed"

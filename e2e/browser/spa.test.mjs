@@ -5,8 +5,9 @@
 // Run with e2e/browser/run.sh (or ./test.sh). Needs /usr/bin/chromium, Go and
 // TOKENHANDLER_TEST_DEX; without them the tests skip with the reason, except under
 // CI=true, where they fail. A screenshot of every open tab is saved under
-// e2e/browser/artifacts/ when a step fails; on success, docs/screenshot-spa.png is
-// refreshed with the signed-in SPA.
+// e2e/browser/artifacts/ when a step fails; on success, artifacts/spa-signed-in.png
+// shows the signed-in SPA, and with UPDATE_SCREENSHOT=1 it replaces the README's
+// docs/screenshot-spa.png.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -118,7 +119,9 @@ if (missing.length > 0 && inCI) {
       if (browser) await browser.close();
       if (stack) await stack.stop();
       if (binDir) fs.rmSync(binDir, { recursive: true, force: true });
-      if (!failed && fs.existsSync(SUCCESS_SHOT)) {
+      // The README's screenshot is refreshed on request only, so that a test run does
+      // not leave the tree modified: UPDATE_SCREENSHOT=1 e2e/browser/run.sh
+      if (!failed && process.env.UPDATE_SCREENSHOT === '1' && fs.existsSync(SUCCESS_SHOT)) {
         fs.mkdirSync(path.dirname(README_SHOT), { recursive: true });
         fs.copyFileSync(SUCCESS_SHOT, README_SHOT);
       }
