@@ -46,6 +46,9 @@ type Options struct {
 	Now        func() time.Time
 	// Observer receives login and refresh outcomes for metrics; nil means none.
 	Observer Observer
+	// Backchannel ends sessions for OIDC Back-Channel Logout at POST {AuthPrefix}/
+	// backchannel-logout. nil: the endpoint is not mounted (it needs Redis).
+	Backchannel BackchannelSessions
 }
 
 // Observer is told what the agent did, for metrics.
@@ -198,6 +201,21 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt = route{http.MethodPost, a.refresh}
 	case "logout":
 		rt = route{http.MethodPost, a.logout}
+	case "backchannel-logout":
+		if a.opts.Backchannel == nil {
+			web.Error(w, http.StatusNotFound, web.CodeNotFound)
+			return
+		}
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			web.Error(w, http.StatusMethodNotAllowed, web.CodeMethodNotAllowed)
+			return
+		}
+		// Server to server, authenticated by the signed logout token: no CSRF header.
+		if err := a.backchannelLogout(w, r); err != nil {
+			a.fail(w, r, err)
+		}
+		return
 	default:
 		web.Error(w, http.StatusNotFound, web.CodeNotFound)
 		return
