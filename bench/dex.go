@@ -24,8 +24,12 @@ import (
 	"time"
 )
 
-// The demo user (the bcrypt hash, cost 10, of demoPassword is the one e2e/idptest uses).
+// The demo users: demoUsers of them, user i signing in as userEmail(i) (0 is alice), all
+// with demoPassword (its bcrypt hash, cost 10, is the one e2e/idptest uses). The refresh
+// storm needs a user per session: Dex keeps one refresh token per user and client, and
+// a new login revokes the previous one.
 const (
+	demoUsers        = 200
 	demoUser         = "alice"
 	demoEmail        = "alice@example.com"
 	demoPassword     = "alice-password"
@@ -81,7 +85,11 @@ func startDex(ctx context.Context, ps *procs, bin, dir string, ttl time.Duration
 				d.refreshCalls.Add(1)
 			}
 		}
+		t0 := time.Now()
 		rp.ServeHTTP(w, r)
+		if os.Getenv("BENCH_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "bench: dex front: %s %s %s\n", r.Method, r.URL.Path, time.Since(t0))
+		}
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = d.front.Serve(frontLn) }()
 
@@ -99,9 +107,7 @@ func startDex(ctx context.Context, ps *procs, bin, dir string, ttl time.Duration
 			"pkce":               map[string]any{"enforce": true},
 		},
 		"enablePasswordDB": true,
-		"staticPasswords": []map[string]any{{
-			"email": demoEmail, "hash": demoPasswordHash, "username": demoUser, "userID": demoUser,
-		}},
+		"staticPasswords":  users(),
 		"staticClients": []map[string]any{{
 			"id": clientID, "secret": d.ClientSecret, "name": "bench", "redirectURIs": redirects,
 		}},
@@ -114,7 +120,10 @@ func startDex(ctx context.Context, ps *procs, bin, dir string, ttl time.Duration
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		return nil, err
 	}
-	d.proc, err = ps.start("dex", bin, []string{"serve", cfgPath}, nil, filepath.Join(dir, fmt.Sprintf("dex-%d.log", ports[0])))
+	// DEX_SESSIONS_ENABLED as in e2e/idptest: without it, this Dex (master) never
+	// answers a refresh-token grant (found here: the request hangs until the client's
+	// timeout).
+	d.proc, err = ps.start("dex", bin, []string{"serve", cfgPath}, []string{"DEX_SESSIONS_ENABLED=true"}, filepath.Join(dir, fmt.Sprintf("dex-%d.log", ports[0])))
 	if err != nil {
 		d.front.Close()
 		return nil, err
@@ -129,6 +138,26 @@ func startDex(ctx context.Context, ps *procs, bin, dir string, ttl time.Duration
 func (d *dex) stop() {
 	d.proc.stop()
 	d.front.Close()
+}
+
+// users are Dex's static users.
+func users() []map[string]any {
+	out := make([]map[string]any, demoUsers)
+	for i := range out {
+		id := demoUser
+		if i > 0 {
+			id = fmt.Sprintf("user%d", i)
+		}
+		out[i] = map[string]any{"email": userEmail(i), "hash": demoPasswordHash, "username": id, "userID": id}
+	}
+	return out
+}
+
+func userEmail(i int) string {
+	if i == 0 {
+		return demoEmail
+	}
+	return fmt.Sprintf("user%d@example.com", i)
 }
 
 // peekGrantType reads grant_type from a form body and puts the body back unchanged.
@@ -182,8 +211,9 @@ var (
 
 // signIn signs the demo user in with c as a browser would: GET startURL, follow the
 // redirects to Dex's login form, post it, follow the redirects back through the relying
-// party's callback. It returns the final response's status.
-func signIn(ctx context.Context, c *http.Client, startURL string) (int, error) {
+// party's callback. It returns the final response's status. user picks the user (see
+// userEmail).
+func signIn(ctx context.Context, c *http.Client, startURL string, user int) (int, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, startURL, nil)
 	res, err := c.Do(req)
 	if err != nil {
@@ -195,7 +225,7 @@ func signIn(ctx context.Context, c *http.Client, startURL string) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("bench: sign in: no login form at %s (%s)", res.Request.URL.Redacted(), res.Status)
 	}
-	values.Set("login", demoEmail)
+	values.Set("login", userEmail(user))
 	values.Set("password", demoPassword)
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, action, strings.NewReader(values.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -114,8 +114,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("usage")
 	}
 	if o.rounds < 1 || o.conns < 1 || o.threads < 1 || o.threads > o.conns || o.duration < time.Second ||
-		o.stormSessions < 1 || o.stormRequests < o.stormSessions || o.startupRuns < 0 {
-		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1")
+		o.stormSessions < 1 || o.stormSessions > demoUsers || o.stormRequests < o.stormSessions || o.startupRuns < 0 {
+		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1, storm-sessions <= 200")
 		return nil, errors.New("usage")
 	}
 	o.scenarios = set(scenarios)

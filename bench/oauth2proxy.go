@@ -115,7 +115,7 @@ func startOAuth2Proxy(ctx context.Context, ps *procs, bin, dir string, port int,
 // session signs in through Dex and returns the Cookie header of oauth2-proxy's session.
 func (o *o2pInstance) session(ctx context.Context) (string, error) {
 	c := newBrowser()
-	status, err := signIn(ctx, c, o.URL+"/oauth2/start?rd=%2Fapi%2Fitems")
+	status, err := signIn(ctx, c, o.URL+"/oauth2/start?rd=%2Fapi%2Fitems", 0)
 	if err != nil {
 		return "", fmt.Errorf("bench: oauth2-proxy: %w", err)
 	}

@@ -82,7 +82,7 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 			defer wg.Done()
 			for i := range next {
 				c := newBrowser()
-				_, err := signIn(ctx, c, th.URL+"/auth/login?return_to=%2F")
+				_, err := signIn(ctx, c, th.URL+"/auth/login?return_to=%2F", i)
 				h := cookieHeader(c, th.URL+"/api/items")
 				if err == nil && !strings.Contains(h, "-at=") {
 					err = fmt.Errorf("bench: storm: no session cookie after sign-in\n%s", th.proc.tail(1024))
