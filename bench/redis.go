@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -53,8 +55,25 @@ func startRedis(ctx context.Context, ps *procs, dir string) (string, error) {
 // browser then sends to /api/.
 type minter func(ctx context.Context, s *session.Session) (string, error)
 
-// redisMinter returns a minter for the Redis store of the tokenhandler started with
-// redisURL and keys.
+// redisMinter returns a minter for the Redis store of a tokenhandler started with
+// redisURL and keys and the default key prefix, lifetime and idle timeout: what it
+// stores there, that tokenhandler loads. The connection lives until ctx ends.
 func redisMinter(ctx context.Context, redisURL string, keys session.KeyPair) (minter, error) {
-	return nil, errors.New("this tokenhandler has no Redis store yet")
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(opt)
+	shared := session.NewRedis(client, session.RedisOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	context.AfterFunc(ctx, func() {
+		_ = shared.Close()
+		_ = client.Close()
+	})
+	store, err := session.NewRedisStore(shared, session.RedisStoreOptions{Keys: []session.KeyPair{keys}})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, s *session.Session) (string, error) {
+		return storeCookies(ctx, store, s)
+	}, nil
 }
