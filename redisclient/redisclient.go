@@ -7,10 +7,12 @@
 package redisclient
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -215,4 +217,17 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// LogTo sends go-redis's own messages (reconnections, failed dials) to l at warning
+// level instead of the standard logger. go-redis has one logger per process: the last
+// call wins.
+func LogTo(l *slog.Logger) {
+	redis.SetLogger(slogLogger{l})
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	s.l.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

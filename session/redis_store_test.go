@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -399,8 +401,8 @@ func TestRedisStoreDeleteRemovesEverything(t *testing.T) {
 }
 
 // Redis down: Load, Save and Delete fail with ErrStoreUnavailable within the operation
-// timeout (Delete still clears the cookie); when Redis is back, the store works again by
-// itself.
+// timeout (Delete still clears the cookie, and does not delete the session); when Redis
+// is back, the store works again by itself.
 func TestRedisStoreOutage(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
 	tr := newTestRedis(t, srv.URL, "")
@@ -433,17 +435,18 @@ func TestRedisStoreOutage(t *testing.T) {
 	}
 
 	srv.Start(t)
-	// The restarted Redis is empty: the old session is gone, a new one works at once.
+	// Redis is back (with its data): the same session loads again, without a restart of
+	// the store.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err = store.Load(ctx, req)
-		if errors.Is(err, session.ErrNoSession) || time.Now().After(deadline) {
+		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !errors.Is(err, session.ErrNoSession) {
-		t.Fatalf("Load after Redis returned (empty) = %v, want ErrNoSession", err)
+	if err != nil {
+		t.Fatalf("Load after Redis returned = %v, want the session", err)
 	}
 	req = saveRedis(t, store, sampleSession(clk.Now(), 10, 10, 10))
 	if _, err := store.Load(ctx, req); err != nil {
@@ -522,4 +525,50 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A Redis that accepts connections and never answers (a hung server, a black hole): the
+// store gives up within its operation timeout instead of holding the request.
+func TestRedisStoreHungRedis(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(io.Discard, c) // read everything, answer nothing
+			}()
+		}
+	}()
+	clk := newClock()
+	key := newKey(t)
+	// A cookie of a session that a working Redis has, under the same key ring.
+	req := saveRedis(t, newRedisStore(t, newTestRedis(t, url, ""), clk, key), sampleSession(clk.Now(), 10, 10, 10))
+	hung := newRedisStore(t, newTestRedis(t, "redis://"+ln.Addr().String(), "test:"), clk, key)
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"Load", func() error { _, err := hung.Load(ctx, req); return err }},
+		{"Save", func() error { _, err := hung.Save(ctx, req, sampleSession(clk.Now(), 1, 1, 1)); return err }},
+	} {
+		start := time.Now()
+		err := op.do()
+		took := time.Since(start)
+		t.Logf("%s against a hung Redis failed in %v", op.name, took)
+		if !errors.Is(err, session.ErrStoreUnavailable) {
+			t.Errorf("%s against a hung Redis = %v, want ErrStoreUnavailable", op.name, err)
+		}
+		if took > 3*session.DefaultRedisTimeout {
+			t.Errorf("%s against a hung Redis took %v: it must give up within the operation timeout (%v)", op.name, took, session.DefaultRedisTimeout)
+		}
+	}
 }

@@ -66,8 +66,9 @@ func KeyPrefix(t testing.TB, redisURL string) string {
 }
 
 // RedisServer is a redis-server of the test's own, on a free loopback port, which the
-// test may stop and start again on the same port (to see what an outage does). It is
-// stopped when the test ends.
+// test may stop and start again on the same port (to see what an outage does). It keeps
+// its data across a restart (an append-only file written on every command), as a
+// production Redis with persistence would. It is stopped when the test ends.
 type RedisServer struct {
 	URL  string // redis://127.0.0.1:PORT
 	Addr string // 127.0.0.1:PORT
@@ -78,7 +79,7 @@ type RedisServer struct {
 }
 
 // StartRedis starts a redis-server from idptest.EnvRedisBin (ending the test through
-// idptest.Need without it): no persistence, loopback only.
+// idptest.Need without it), on loopback only.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
 	bin := idptest.NeedEnv(t, idptest.EnvRedisBin, "run ./test.sh, or export "+idptest.EnvRedisBin+"=$(command -v redis-server)")
@@ -111,7 +112,7 @@ func (s *RedisServer) Stop(t testing.TB) {
 	s.stop()
 }
 
-// Start starts the server again on the same port, empty (it keeps nothing on disk).
+// Start starts the server again on the same port, with the data it had.
 func (s *RedisServer) Start(t testing.TB) {
 	t.Helper()
 	var err error
@@ -130,7 +131,7 @@ func (s *RedisServer) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
+	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
