@@ -17,6 +17,7 @@ import (
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/oauthagent"
 	"github.com/tokenhandler/tokenhandler/proxy"
+	"github.com/tokenhandler/tokenhandler/redisclient"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -29,6 +30,10 @@ type app struct {
 	agent   *oauthagent.Agent
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	// redis is the connection replicas share (nil without redis.url); closeRedis ends
+	// its subscription and closes the client.
+	redis      *session.Redis
+	closeRedis func()
 }
 
 // newApp translates cfg into the packages' own options and connects them.
@@ -62,9 +67,64 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		RefreshPaths: refreshPaths,
 		Lifetime:     cfg.Session.Lifetime,
 	}
-	store, err := session.NewCookieStore(cookieOpts)
-	if err != nil {
-		return nil, err
+	// Redis, when configured, holds the sessions (store: redis) or only what replicas
+	// share (refresh coordination, back-channel logout's deny list).
+	var (
+		shared      *session.Redis
+		closeRedis  = func() {}
+		store       session.Store
+		backchannel oauthagent.BackchannelSessions
+		built       bool
+	)
+	defer func() {
+		if !built {
+			closeRedis()
+		}
+	}()
+	if cfg.Redis.URL != "" {
+		client, mode, err := redisclient.New(redisclient.Options{
+			URL:                string(cfg.Redis.URL),
+			DialTimeout:        cfg.Redis.DialTimeout,
+			ReadTimeout:        cfg.Redis.ReadTimeout,
+			WriteTimeout:       cfg.Redis.WriteTimeout,
+			MaxRetries:         cfg.Redis.MaxRetries,
+			PoolSize:           cfg.Redis.PoolSize,
+			TLSCAFile:          cfg.Redis.TLSCAFile,
+			InsecureSkipVerify: cfg.Redis.TLSInsecureSkipVerify,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis.url (TH_REDIS_URL): %w", err)
+		}
+		redisclient.LogTo(logger)
+		shared = session.NewRedis(client, session.RedisOptions{KeyPrefix: cfg.Redis.KeyPrefix, Logger: logger})
+		closeRedis = func() {
+			_ = shared.Close()
+			_ = client.Close()
+		}
+		logger.Info("redis configured", "mode", mode, "store", cfg.Session.Store, "key_prefix", cfg.Redis.KeyPrefix)
+	}
+	if cfg.Session.Store == "redis" {
+		rs, err := session.NewRedisStore(shared, session.RedisStoreOptions{
+			Keys:        keys,
+			Prefix:      cfg.Cookies.Prefix,
+			Insecure:    !cfg.Cookies.Secure,
+			Lifetime:    cfg.Session.Lifetime,
+			IdleTimeout: cfg.Session.IdleTimeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		store, backchannel = rs, rs
+	} else {
+		if shared != nil {
+			deny := session.NewDenyList(shared, session.DenyListOptions{Lifetime: cfg.Session.Lifetime, Logger: logger})
+			cookieOpts.Ended, backchannel = deny.Ended, deny
+		}
+		cs, err := session.NewCookieStore(cookieOpts)
+		if err != nil {
+			return nil, err
+		}
+		store = cs
 	}
 	logins, err := session.NewLoginJar(cookieOpts)
 	if err != nil {
@@ -74,6 +134,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		Grace:   cfg.Session.RotationGrace,
 		Timeout: cfg.Session.RefreshTimeout,
 		Logger:  logger,
+		Redis:   shared,
 	})
 	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
 	agent, err := oauthagent.New(store, logins, coord, oauthagent.Options{
@@ -94,6 +155,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		HTTPClient:            &http.Client{Timeout: cfg.OIDC.HTTPTimeout, Transport: m.Transport(http.DefaultTransport)},
 		Logger:                logger,
 		Observer:              m,
+		Backchannel:           backchannel,
 	})
 	if err != nil {
 		return nil, err
@@ -111,7 +173,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		RefreshSkew:    cfg.Session.RefreshSkew,
 		CSRF:           csrf,
 		TrustedProxies: trusted,
-		OwnCookie:      store.Names().Owns,
+		OwnCookie:      session.NewCookieNames(cfg.Cookies.Prefix, !cfg.Cookies.Secure).Owns,
 		Logger:         logger,
 		OnUpstream:     m.Upstream,
 	})
@@ -164,10 +226,18 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 			web.JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "provider not discovered yet"})
 			return
 		}
+		if shared != nil {
+			if err := shared.Ping(r.Context()); err != nil {
+				logger.WarnContext(r.Context(), "readyz: redis unreachable", "err", err)
+				web.JSON(w, http.StatusServiceUnavailable, map[string]string{"status": "redis unreachable"})
+				return
+			}
+		}
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", m.Handler())
-	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger}, nil
+	built = true
+	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger, redis: shared, closeRedis: closeRedis}, nil
 }
 
 // longestPrefix is the configured route prefix that takes p.
@@ -205,6 +275,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer a.closeRedis()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = a.agent.Run(ctx) }()
