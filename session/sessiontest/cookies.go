@@ -1,7 +1,9 @@
 // Package sessiontest holds test helpers for tokenhandler's sessions: the rules every
 // Set-Cookie of tokenhandler keeps (CheckSetCookies), a minimal browser that stores and
-// sends cookies by path as a browser does (Browser), and the conformance suite that every
-// session.Store runs (RunStore).
+// sends cookies by path as a browser does (Browser), the conformance suite that every
+// session.Store runs (RunStore), and the Redis the Redis tests need: the shared one
+// (RedisURL, KeyPrefix) and ones of a test's own (StartRedis, which the test may stop
+// and start; StartRedisCluster; StartRedisSentinel).
 package sessiontest
 
 import (

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,7 @@ type RedisServer struct {
 	Addr string // 127.0.0.1:PORT
 	bin  string
 	dir  string
+	args func(port string) []string // the command line after the binary
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -82,11 +84,21 @@ type RedisServer struct {
 // idptest.Need without it), on loopback only.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
+	return startServer(t, func(dir, port string) []string {
+		return []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir}
+	})
+}
+
+// startServer starts redis-server with the arguments args gives for its directory and
+// port, on a free port.
+func startServer(t testing.TB, args func(dir, port string) []string) *RedisServer {
+	t.Helper()
 	bin := idptest.NeedEnv(t, idptest.EnvRedisBin, "run ./test.sh, or export "+idptest.EnvRedisBin+"=$(command -v redis-server)")
 	if st, err := os.Stat(bin); err != nil || st.IsDir() {
 		idptest.Need(t, "redis-server", idptest.EnvRedisBin+"="+bin+" is not a file")
 	}
-	s := &RedisServer{bin: bin, dir: t.TempDir()}
+	dir := t.TempDir()
+	s := &RedisServer{bin: bin, dir: dir, args: func(port string) []string { return args(dir, port) }}
 	var err error
 	for range 5 {
 		var l net.Listener
@@ -103,6 +115,88 @@ func StartRedis(t testing.TB) *RedisServer {
 	}
 	t.Fatalf("sessiontest: start redis-server: %v", err)
 	return nil
+}
+
+// StartRedisCluster starts a Redis Cluster of n masters (no replicas), the hash slots
+// split evenly, and returns its URL in tokenhandler's form:
+// redis://NODE1?addr=NODE2&addr=NODE3...
+func StartRedisCluster(t testing.TB, n int) string {
+	t.Helper()
+	nodes := make([]*RedisServer, n)
+	for i := range nodes {
+		nodes[i] = startServer(t, func(dir, port string) []string {
+			return []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clients := make([]*redis.Client, n)
+	for i, nd := range nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: nd.Addr})
+		defer clients[i].Close()
+		lo, hi := i*16384/n, (i+1)*16384/n-1
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			t.Fatalf("sessiontest: cluster addslotsrange on %s: %v", nd.Addr, err)
+		}
+	}
+	for _, nd := range nodes[1:] {
+		host, port, _ := net.SplitHostPort(nd.Addr)
+		if err := clients[0].ClusterMeet(ctx, host, port).Err(); err != nil {
+			t.Fatalf("sessiontest: cluster meet %s: %v", nd.Addr, err)
+		}
+	}
+	for _, c := range clients {
+		for {
+			info, err := c.ClusterInfo(ctx).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n)) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("sessiontest: the cluster did not become ready: %v %q", err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	u := nodes[0].URL + "?"
+	for i, nd := range nodes[1:] {
+		if i > 0 {
+			u += "&"
+		}
+		u += "addr=" + nd.Addr
+	}
+	return u
+}
+
+// StartRedisSentinel starts a master and one Sentinel that watches it as "mymaster",
+// and returns the URL in tokenhandler's form: redis://SENTINEL?master_name=mymaster.
+func StartRedisSentinel(t testing.TB) string {
+	t.Helper()
+	master := StartRedis(t)
+	mhost, mport, _ := net.SplitHostPort(master.Addr)
+	sentinel := startServer(t, func(dir, port string) []string {
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster %s %s 1\nsentinel down-after-milliseconds mymaster 5000\n", port, dir, mhost, mport)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatalf("sessiontest: sentinel config: %v", err)
+		}
+		return []string{conf, "--sentinel"}
+	})
+	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		addr, err := c.GetMasterAddrByName(ctx, "mymaster").Result()
+		if err == nil && len(addr) == 2 && addr[1] == mport {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("sessiontest: the sentinel does not know the master: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return sentinel.URL + "?master_name=mymaster"
 }
 
 // Stop kills the server at once, as a crash would: clients see their connections
@@ -131,7 +225,7 @@ func (s *RedisServer) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir)
+	cmd := exec.Command(s.bin, s.args(port)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
