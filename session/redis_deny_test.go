@@ -167,3 +167,22 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func redisZ(until time.Time, member string) redis.Z {
 	return redis.Z{Score: float64(until.UnixMilli()), Member: member}
 }
+
+// A replica that starts while Redis is down subscribes and loads the deny list by itself
+// once Redis is up.
+func TestDenyListStartsWhileRedisIsDown(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	prefix := "test:down:"
+	clk := newClock()
+	srv.Stop(t)
+	late := newDenyList(t, newTestRedis(t, srv.URL, prefix), clk)
+	srv.Start(t)
+	s := sampleSession(clk.Now(), 10, 10, 10)
+	var other *session.DenyList
+	eventually(t, "a replica can reach the restarted Redis", func() bool {
+		other = newDenyList(t, newTestRedis(t, srv.URL, prefix), clk)
+		_, err := other.EndSessions(ctx, s.SID, "", clk.Now())
+		return err == nil
+	})
+	eventually(t, "the replica started during the outage ends the session", func() bool { return late.Ended(s) })
+}
