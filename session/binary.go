@@ -42,6 +42,21 @@ func (binarySerializer) Serialize(src any) ([]byte, error) {
 	return m.AppendBinary(make([]byte, 0, 512))
 }
 
+// stringUnmarshaler is UnmarshalBinary from a string: the payload types below decode
+// without copying their input when it is a string already (the codec's cache of opened
+// cookies keeps plaintexts as strings), and their string fields share its memory.
+type stringUnmarshaler interface {
+	unmarshalString(data string) error
+}
+
+var (
+	_ stringUnmarshaler = (*accessPayload)(nil)
+	_ stringUnmarshaler = (*refreshPayload)(nil)
+	_ stringUnmarshaler = (*idPayload)(nil)
+	_ stringUnmarshaler = (*loginPayload)(nil)
+	_ stringUnmarshaler = (*gracePayload)(nil)
+)
+
 func (binarySerializer) Deserialize(src []byte, dst any) error {
 	u, ok := dst.(encoding.BinaryUnmarshaler)
 	if !ok {
@@ -68,8 +83,10 @@ func (p *accessPayload) AppendBinary(b []byte) ([]byte, error) {
 	return appendTime(b, p.SessionExpiry), nil
 }
 
-func (p *accessPayload) UnmarshalBinary(data []byte) error {
-	d := newDecoder(data, kindAccess)
+func (p *accessPayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
+
+func (p *accessPayload) unmarshalString(data string) error {
+	d := newStringDecoder(data, kindAccess)
 	p.Token = d.string()
 	p.Issued = d.time()
 	p.Expiry = d.time()
@@ -92,8 +109,10 @@ func (p *refreshPayload) AppendBinary(b []byte) ([]byte, error) {
 	return appendTime(b, p.SessionExpiry), nil
 }
 
-func (p *refreshPayload) UnmarshalBinary(data []byte) error {
-	d := newDecoder(data, kindRefresh)
+func (p *refreshPayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
+
+func (p *refreshPayload) unmarshalString(data string) error {
+	d := newStringDecoder(data, kindRefresh)
 	p.Token = d.string()
 	p.SessionID = d.string()
 	p.SessionExpiry = d.time()
@@ -122,8 +141,10 @@ func (p *idPayload) AppendBinary(b []byte) ([]byte, error) {
 	return appendTime(b, p.SessionExpiry), nil
 }
 
-func (p *idPayload) UnmarshalBinary(data []byte) error {
-	d := newDecoder(data, kindID)
+func (p *idPayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
+
+func (p *idPayload) unmarshalString(data string) error {
+	d := newStringDecoder(data, kindID)
 	p.Token = d.string()
 	p.Subject = d.string()
 	p.SID = d.string()
@@ -146,8 +167,10 @@ func (p *loginPayload) AppendBinary(b []byte) ([]byte, error) {
 	return appendTime(b, p.Created), nil
 }
 
-func (p *loginPayload) UnmarshalBinary(data []byte) error {
-	d := newDecoder(data, kindLogin)
+func (p *loginPayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
+
+func (p *loginPayload) unmarshalString(data string) error {
+	d := newStringDecoder(data, kindLogin)
 	p.State = d.string()
 	p.Nonce = d.string()
 	p.Verifier = d.string()
@@ -168,8 +191,10 @@ func (p *gracePayload) AppendBinary(b []byte) ([]byte, error) {
 	return appendString(b, p.IDToken), nil
 }
 
-func (p *gracePayload) UnmarshalBinary(data []byte) error {
-	d := newDecoder(data, kindGrace)
+func (p *gracePayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
+
+func (p *gracePayload) unmarshalString(data string) error {
+	d := newStringDecoder(data, kindGrace)
 	p.AccessToken = d.string()
 	p.AccessIssued = d.time()
 	p.AccessExpiry = d.time()
@@ -197,16 +222,19 @@ func appendTime(b []byte, t time.Time) []byte {
 	return appendUvarint(b, uint64(t.Nanosecond()))
 }
 
-// decoder reads the fields of one payload. The input is copied into one string up front, so
-// every string field is a substring of it: one allocation per payload, not one per field.
-// After the first error every read returns a zero value and finish reports the error.
+// decoder reads the fields of one payload. The input is copied into one string up front
+// (or is a string already), so every string field is a substring of it: at most one
+// allocation per payload, not one per field. After the first error every read returns a
+// zero value and finish reports the error.
 type decoder struct {
 	s   string
 	pos int
 	err error
 }
 
-func newDecoder(data []byte, kind byte) decoder {
+func newDecoder(data []byte, kind byte) decoder { return newStringDecoder(string(data), kind) }
+
+func newStringDecoder(data string, kind byte) decoder {
 	var d decoder
 	switch {
 	case len(data) < 2:
@@ -216,7 +244,7 @@ func newDecoder(data []byte, kind byte) decoder {
 	case data[1] != kind:
 		d.err = fmt.Errorf("%w: kind %q, want %q", errMalformed, data[1], kind)
 	default:
-		d.s = string(data[2:])
+		d.s = data[2:]
 	}
 	return d
 }
