@@ -48,6 +48,9 @@ type RedisOptions struct {
 	Timeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// OnError, when set, is told of every failed Redis operation by a short name
+	// ("load", "save", "lock", ...), for metrics. nil: nobody.
+	OnError func(op string)
 }
 
 // Redis is one process's connection to the Redis that replicas share: the client, the
@@ -59,6 +62,7 @@ type Redis struct {
 	prefix  string
 	timeout time.Duration
 	log     *slog.Logger
+	onError func(op string)
 
 	refreshChannel, denyChannel string
 
@@ -84,6 +88,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		prefix:  opts.KeyPrefix,
 		timeout: opts.Timeout,
 		log:     opts.Logger,
+		onError: opts.OnError,
 		done:    make(chan struct{}),
 		ready:   make(chan struct{}),
 		waiters: make(map[string][]chan string),
@@ -134,7 +139,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	if err := r.client.Ping(ctx).Err(); err != nil {
-		return unavailable("ping", err)
+		return r.unavailable("ping", err)
 	}
 	return nil
 }
@@ -253,7 +258,7 @@ func (r *Redis) ClaimLogoutToken(ctx context.Context, issuer, jti string, ttl ti
 	defer cancel()
 	ok, err := r.client.SetNX(ctx, r.key("jti", issuer, jti), "1", max(ttl, jtiTTL)).Result()
 	if err != nil {
-		return false, unavailable("claim logout token", err)
+		return false, r.unavailable("claim_logout_token", err)
 	}
 	return ok, nil
 }
@@ -264,12 +269,20 @@ func (r *Redis) ReleaseLogoutToken(ctx context.Context, issuer, jti string) erro
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	if err := r.client.Del(ctx, r.key("jti", issuer, jti)).Err(); err != nil {
-		return unavailable("release logout token", err)
+		return r.unavailable("release_logout_token", err)
 	}
 	return nil
 }
 
-// unavailable wraps a Redis error as ErrStoreUnavailable.
-func unavailable(op string, err error) error {
+// unavailable counts a failed operation and wraps its error as ErrStoreUnavailable.
+func (r *Redis) unavailable(op string, err error) error {
+	r.failed(op)
 	return fmt.Errorf("session: redis %s: %w: %w", op, ErrStoreUnavailable, err)
+}
+
+// failed tells OnError of a failed operation.
+func (r *Redis) failed(op string) {
+	if r.onError != nil {
+		r.onError(op)
+	}
 }

@@ -101,7 +101,8 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 	for {
 		kind, val, err := s.acquire(ctx, lock, grace, token)
 		if err != nil {
-			s.failed(ctx, err)
+			s.r.failed("lock")
+			s.unreachable(ctx, err)
 			return nil, errSharedUnavailable
 		}
 		s.recovered(ctx)
@@ -178,6 +179,7 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight str
 			cancel()
 			switch {
 			case err != nil:
+				s.r.failed("renew_lock")
 				s.log.WarnContext(ctx, "session: cannot renew the refresh lock's lease", "err", err)
 			case n == 0:
 				s.log.WarnContext(ctx, "session: the refresh lock's lease lapsed while the provider call was in flight")
@@ -205,12 +207,13 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight str
 	defer cancel()
 	if rerr := releaseScript.Run(rctx, s.r.client, []string{lock, grace},
 		token, sealed, s.grace.Milliseconds(), s.r.refreshChannel, flight+" "+outcome).Err(); rerr != nil {
+		s.r.failed("release_lock")
 		s.log.WarnContext(ctx, "session: cannot publish the refresh's outcome to other replicas; they wait for the lease to lapse", "err", rerr)
 	}
 	return t, err
 }
 
-func (s *sharedRefresh) failed(ctx context.Context, err error) {
+func (s *sharedRefresh) unreachable(ctx context.Context, err error) {
 	s.skipUntil.Store(time.Now().Add(downBackoff).UnixNano())
 	if !s.down.Swap(true) {
 		s.log.WarnContext(ctx, "session: Redis unreachable: refresh coordination falls back to this process until it returns", "err", err)

@@ -262,6 +262,9 @@ func TestSharedRefreshFallsBackAndRecovers(t *testing.T) {
 	if !strings.Contains(tr.logs.String(), "falls back to this process") {
 		t.Errorf("no warning logged when falling back; log:\n%s", tr.logs.String())
 	}
+	if tr.failures("lock") == 0 {
+		t.Errorf("OnError(lock) not called while Redis is down")
+	}
 	srv.Start(t)
 	time.Sleep(1100 * time.Millisecond) // past the back-off after a failure
 	if _, err := c.Refresh(context.Background(), "rt-1", p.fn); err != nil {

@@ -128,7 +128,7 @@ func (d *DenyList) EndSessions(ctx context.Context, sid, sub string, at time.Tim
 	pipe.PExpire(ctx, d.key, d.lifetime+time.Minute)
 	pipe.Publish(ctx, d.r.denyChannel, member)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, unavailable("deny", err)
+		return 0, d.r.unavailable("deny", err)
 	}
 	d.apply(member)
 	return 0, nil
@@ -202,7 +202,7 @@ func (d *DenyList) Reload(ctx context.Context) error {
 		Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
-		return fmt.Errorf("session: load deny list: %w", unavailable("zrangebyscore", err))
+		return fmt.Errorf("session: load deny list: %w", d.r.unavailable("load_deny", err))
 	}
 	for _, m := range members {
 		d.apply(m)

@@ -267,7 +267,7 @@ func (s *RedisStore) Load(ctx context.Context, r *http.Request) (*Session, error
 		return nil, fmt.Errorf("session: load: %w: not in Redis (ended or idle)", ErrNoSession)
 	}
 	if err != nil {
-		return nil, unavailable("load", err)
+		return nil, s.r.unavailable("load", err)
 	}
 	sess := &Session{ID: t.ID}
 	if err := openRecord([]byte(t.Key), name, []byte(v), sess); err != nil {
@@ -339,7 +339,7 @@ func (s *RedisStore) Save(ctx context.Context, r *http.Request, sess *Session) (
 	}
 	_, err = pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable("save", err)
+		return nil, s.r.unavailable("save", err)
 	}
 	if errors.Is(set.Err(), redis.Nil) {
 		return nil, fmt.Errorf("session: save: %w: the session ended meanwhile", ErrNoSession)
@@ -392,7 +392,7 @@ func (s *RedisStore) Delete(ctx context.Context, r *http.Request, sess *Session)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return del, unavailable("delete", err)
+		return del, s.r.unavailable("delete", err)
 	}
 	return del, nil
 }
@@ -415,7 +415,7 @@ func (s *RedisStore) EndSessions(ctx context.Context, sid, sub string, at time.T
 	defer cancel()
 	members, err := s.r.client.ZRange(ctx, idx, 0, -1).Result()
 	if err != nil {
-		return 0, unavailable("end sessions", err)
+		return 0, s.r.unavailable("end_sessions", err)
 	}
 	// One DEL per key: in a Cluster, the sessions live in different hash slots.
 	pipe := s.r.client.Pipeline()
@@ -425,7 +425,7 @@ func (s *RedisStore) EndSessions(ctx context.Context, sid, sub string, at time.T
 	}
 	pipe.Del(ctx, idx)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, unavailable("end sessions", err)
+		return 0, s.r.unavailable("end_sessions", err)
 	}
 	n := 0
 	for _, d := range dels {

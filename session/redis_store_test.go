@@ -27,6 +27,15 @@ type testRedis struct {
 	r      *session.Redis
 	prefix string
 	logs   *logBuffer
+
+	mu     sync.Mutex
+	failed map[string]int // OnError calls by op
+}
+
+func (tr *testRedis) failures(op string) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.failed[op]
 }
 
 // newTestRedis connects to url under prefix (a fresh one from sessiontest.KeyPrefix when
@@ -40,13 +49,21 @@ func newTestRedis(t testing.TB, url, prefix string) *testRedis {
 	if err != nil {
 		t.Fatalf("redisclient.New: %v", err)
 	}
-	logs := &logBuffer{}
-	r := session.NewRedis(client, session.RedisOptions{KeyPrefix: prefix, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	tr := &testRedis{client: client, prefix: prefix, logs: &logBuffer{}, failed: map[string]int{}}
+	tr.r = session.NewRedis(client, session.RedisOptions{
+		KeyPrefix: prefix,
+		Logger:    slog.New(slog.NewTextHandler(tr.logs, nil)),
+		OnError: func(op string) {
+			tr.mu.Lock()
+			defer tr.mu.Unlock()
+			tr.failed[op]++
+		},
+	})
 	t.Cleanup(func() {
-		_ = r.Close()
+		_ = tr.r.Close()
 		_ = client.Close()
 	})
-	return &testRedis{client: client, r: r, prefix: prefix, logs: logs}
+	return tr
 }
 
 func newRedisStore(t testing.TB, tr *testRedis, clk *clock, keys ...session.KeyPair) *session.RedisStore {
@@ -432,6 +449,11 @@ func TestRedisStoreOutage(t *testing.T) {
 	del, err := store.Delete(ctx, req, s)
 	if !errors.Is(err, session.ErrStoreUnavailable) || len(del) != 1 || del[0].MaxAge >= 0 {
 		t.Errorf("Delete while Redis is down = %d cookies, %v; want the cookie's deletion and ErrStoreUnavailable", len(del), err)
+	}
+	for _, op := range []string{"load", "save", "delete"} {
+		if tr.failures(op) == 0 {
+			t.Errorf("OnError(%q) not called for the failed %s", op, op)
+		}
 	}
 
 	srv.Start(t)

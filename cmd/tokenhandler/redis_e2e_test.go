@@ -499,6 +499,11 @@ func TestRedisOutage(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable {
 			t.Errorf("/readyz while Redis is down = %d, want 503", rec.Code)
 		}
+		rec = httptest.NewRecorder()
+		n.app.admin.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if !strings.Contains(rec.Body.String(), `tokenhandler_redis_errors_total{op="load"}`) {
+			t.Errorf("/metrics has no tokenhandler_redis_errors_total{op=\"load\"} after failed loads")
+		}
 		srv.Start(t)
 		deadline := time.Now().Add(5 * time.Second)
 		var resp *http.Response

@@ -96,7 +96,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("redis.url (TH_REDIS_URL): %w", err)
 		}
 		redisclient.LogTo(logger)
-		shared = session.NewRedis(client, session.RedisOptions{KeyPrefix: cfg.Redis.KeyPrefix, Logger: logger})
+		shared = session.NewRedis(client, session.RedisOptions{KeyPrefix: cfg.Redis.KeyPrefix, Logger: logger, OnError: m.RedisError})
 		closeRedis = func() {
 			_ = shared.Close()
 			_ = client.Close()
