@@ -233,19 +233,6 @@ func (s *RedisStore) carriedTicket(r *http.Request) (*ticket, error) {
 	return t, nil
 }
 
-// loadScript returns the session's sealed value and extends its TTL to ARGV[1] ms when
-// that adds at least ARGV[2] ms: one round trip, and at most one write a minute.
-var loadScript = redis.NewScript(`
-local v = redis.call("GET", KEYS[1])
-if not v then return false end
-local want = tonumber(ARGV[1])
-local ttl = redis.call("PTTL", KEYS[1])
-if ttl < 0 or want - ttl >= tonumber(ARGV[2]) then
-	redis.call("PEXPIRE", KEYS[1], want)
-end
-return v
-`)
-
 // Load opens the session cookie and reads the session from Redis. A cookie that does not
 // open, a session Redis no longer has (logged out, idle too long, ended by back-channel
 // logout) or one past its absolute expiry is ErrNoSession; a Redis failure is
@@ -262,15 +249,31 @@ func (s *RedisStore) Load(ctx context.Context, r *http.Request) (*Session, error
 	name := s.sessionKey(t.ID)
 	ctx, cancel := s.r.opContext(ctx)
 	defer cancel()
-	v, err := loadScript.Run(ctx, s.r.client, []string{name}, s.ttl(t.Expiry, now).Milliseconds(), touchInterval.Milliseconds()).Text()
+	// GET and PTTL in one round trip (a Lua script doing both costs the server about as
+	// much again as the round trip itself).
+	pipe := s.r.client.Pipeline()
+	get := pipe.Get(ctx, name)
+	left := pipe.PTTL(ctx, name)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.r.unavailable("load", err)
+	}
+	v, err := get.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("session: load: %w: not in Redis (ended or idle)", ErrNoSession)
 	}
 	if err != nil {
 		return nil, s.r.unavailable("load", err)
 	}
+	// Extend the TTL on use, at most once a minute: only when that adds a minute or more.
+	// PEXPIRE never creates a key, so a session deleted meanwhile stays deleted.
+	if want := s.ttl(t.Expiry, now); left.Val() < 0 || want-left.Val() >= touchInterval {
+		if err := s.r.client.PExpire(ctx, name, want).Err(); err != nil {
+			s.r.failed("touch")
+			s.r.log.WarnContext(ctx, "session: cannot extend the session's TTL", "err", err)
+		}
+	}
 	sess := &Session{ID: t.ID}
-	if err := openRecord([]byte(t.Key), name, []byte(v), sess); err != nil {
+	if err := openRecord([]byte(t.Key), name, v, sess); err != nil {
 		return nil, fmt.Errorf("session: load: %w: %w", ErrNoSession, err)
 	}
 	if sess.Expired(now) {
