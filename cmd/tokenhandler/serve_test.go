@@ -2,11 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,18 +53,7 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
 
-	var addr string
-	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "tokenhandler listening" {
-				addr, _ = m["addr"].(string)
-			}
-		}
-	}
-	if addr == "" {
-		t.Fatalf("serve did not start: %s", logs.String())
-	}
+	addr := waitListening(t, logs)
 
 	// A session minted with the same key: the proxy needs no provider for a fresh token.
 	store, err := session.NewCookieStore(session.CookieOptions{Keys: []session.KeyPair{key}, RefreshPaths: []string{"/api/"}})
@@ -108,4 +108,90 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	if _, err := http.Get("http://" + addr + "/"); err == nil {
 		t.Errorf("the listener still accepts connections after shutdown")
 	}
+}
+
+// TestServeTLS: with tls.cert_file and tls.key_file, the public listener speaks HTTPS.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+
+	kp, _ := session.GenerateKeyPair()
+	env := map[string]string{
+		"TH_LISTEN": "127.0.0.1:0", "TH_ADMIN_LISTEN": "", "TH_PUBLIC_URL": "https://127.0.0.1:8443",
+		"TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable", "TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s",
+		"TH_COOKIES_KEYS": kp.String(), "TH_TLS_CERT_FILE": certFile, "TH_TLS_KEY_FILE": keyFile,
+	}
+	cfg, _, err := config.Load("", func(k string) string { return env[k] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
+	defer func() { cancel(); <-done }()
+	addr := waitListening(t, logs)
+
+	pool := x509.NewCertPool()
+	pool.AddCert(mustParseCert(t, der))
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get("https://" + addr + "/auth/session")
+	if err != nil {
+		t.Fatalf("HTTPS request: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.TLS == nil || !strings.Contains(string(b), `"authenticated":false`) {
+		t.Errorf("GET https://.../auth/session = %d %s (TLS %v)", resp.StatusCode, b, resp.TLS != nil)
+	}
+	// Go's TLS server answers plain HTTP with 400 "client sent an HTTP request to an
+	// HTTPS server": never the endpoint itself.
+	if plain, err := http.Get("http://" + addr + "/auth/session"); err == nil {
+		plain.Body.Close()
+		if plain.StatusCode == http.StatusOK {
+			t.Errorf("plain HTTP reached /auth/session on the TLS listener")
+		}
+	}
+}
+
+func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitListening returns the public address serve logged.
+func waitListening(t *testing.T, logs *syncBuffer) string {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "tokenhandler listening" {
+				if addr, _ := m["addr"].(string); addr != "" {
+					return addr
+				}
+			}
+		}
+	}
+	t.Fatalf("serve did not start: %s", logs.String())
+	return ""
 }
