@@ -190,8 +190,9 @@ func (noTokens) Refresh(context.Context, *session.Session) (*session.Session, er
 
 // BenchmarkProxyHandler is one proxied GET through proxy.Handler with the real cookie
 // store, against an in-process upstream, and the same through a bare
-// httputil.ReverseProxy with the same transport settings: the difference is what
-// tokenhandler's proxy adds (the HTTP server and the client's side are not included).
+// httputil.ReverseProxy set up as the harness's bare proxy (tokenhandler's transport,
+// buffer pool and flushing): the difference is what tokenhandler's proxy adds (the HTTP
+// server and the client's side are not included).
 func BenchmarkProxyHandler(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -231,7 +232,8 @@ func BenchmarkProxyHandler(b *testing.B) {
 					pr.Out.Header.Del("Cookie")
 					pr.Out.Header.Set("Authorization", "Bearer "+tok)
 				},
-				Transport: transport(),
+				Transport:  transport(),
+				BufferPool: bufferPool{},
 			}
 			r := apiRequest(b, st, benchSession(b, size.n))
 			serveLoop(b, rp, r)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -61,10 +62,11 @@ func serveUpstream(args []string) error {
 	return serve(args[0], h)
 }
 
-// serveBare is the floor: httputil.ReverseProxy with the same tuned transport as
-// tokenhandler's (MaxIdleConnsPerHost 256, no compression in the middle). Like a token
-// handler it removes the Cookie header and sets a Bearer token (a fixed one, read from
-// a file) so the upstream sees the same request. args: ADDR UPSTREAM TOKENFILE.
+// serveBare is the floor: httputil.ReverseProxy set up as tokenhandler's is (the tuned
+// transport: MaxIdleConnsPerHost 256, no compression in the middle; pooled 32 KiB copy
+// buffers; the default flushing, which streams what streams), doing nothing a token handler does beyond
+// removing the Cookie header and setting a Bearer token (a fixed one, read from a file),
+// so the upstream sees the same request. args: ADDR UPSTREAM TOKENFILE.
 func serveBare(args []string) error {
 	if len(args) != 3 {
 		return fmt.Errorf("usage: _bare ADDR UPSTREAM TOKENFILE")
@@ -90,11 +92,21 @@ func serveBare(args []string) error {
 			pr.Out.Header.Del("Cookie")
 			pr.Out.Header.Set("Authorization", bearer)
 		},
-		Transport: t,
-		ErrorLog:  log.New(io.Discard, "", 0),
+		Transport:  t,
+		BufferPool: bufferPool{},
+		ErrorLog:   log.New(io.Discard, "", 0),
 	}
 	return serve(args[0], rp)
 }
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers (without one it allocates a
+// buffer per request).
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // serve runs h on addr with the server limits tokenhandler uses.
 func serve(addr string, h http.Handler) error {
