@@ -30,9 +30,8 @@ type app struct {
 	agent   *oauthagent.Agent
 	metrics *metrics.Metrics
 	log     *slog.Logger
-	// redis is the connection replicas share (nil without redis.url); closeRedis ends
-	// its subscription and closes the client.
-	redis      *session.Redis
+	// closeRedis ends the Redis subscription and closes the client (a no-op without
+	// redis.url).
 	closeRedis func()
 }
 
@@ -237,7 +236,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	})
 	admin.Handle("GET /metrics", m.Handler())
 	built = true
-	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger, redis: shared, closeRedis: closeRedis}, nil
+	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger, closeRedis: closeRedis}, nil
 }
 
 // longestPrefix is the configured route prefix that takes p.
