@@ -437,7 +437,12 @@ func (h *Handler) refresh(ctx context.Context, x *exchange, trigger string) ([]*
 	cookies, err := h.store.Save(ctx, x.in, ns)
 	if err != nil {
 		outcome = "store_unavailable"
-		if !errors.Is(err, session.ErrStoreUnavailable) {
+		switch {
+		case errors.Is(err, session.ErrNoSession):
+			// The session was ended (back-channel logout) while it refreshed: the
+			// request is unauthenticated, not a store outage.
+			outcome = "ended"
+		case !errors.Is(err, session.ErrStoreUnavailable):
 			err = fmt.Errorf("%w: %w", session.ErrStoreUnavailable, err)
 		}
 		return nil, fmt.Errorf("proxy: save refreshed session: %w", err)

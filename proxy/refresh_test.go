@@ -290,6 +290,8 @@ func TestRefreshFailures(t *testing.T) {
 		{"reactive denied", true, denied, nil, http.StatusUnauthorized, web.CodeSessionExpired, true, "reactive/denied"},
 		{"reactive IdP down", true, down, nil, http.StatusBadGateway, web.CodeIdPUnavailable, false, "reactive/idp_unavailable"},
 		{"reactive save fails", true, nil, errors.New("fake: sealing failed"), http.StatusServiceUnavailable, web.CodeSessionStoreUnavailable, false, "reactive/store_unavailable"},
+		// Ended by back-channel logout while it refreshed: unauthenticated, not an outage.
+		{"proactive save finds the session ended", false, nil, fmt.Errorf("fake: %w", session.ErrNoSession), http.StatusUnauthorized, web.CodeUnauthenticated, false, "proactive/ended"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
