@@ -13,6 +13,7 @@ var setupColor = map[string]string{
 	setupUpstream: "#9e9e9e",
 	setupBare:     "#607d8b",
 	setupCookie:   "#2e7d32",
+	setupQuiet:    "#66bb6a",
 	setupRedis:    "#1565c0",
 	setupO2P:      "#c62828",
 }

@@ -59,11 +59,14 @@ const (
 	setupUpstream = "upstream"
 	setupBare     = "bare-proxy"
 	setupCookie   = "th-cookie"
-	setupRedis    = "th-redis"
-	setupO2P      = "oauth2-proxy"
+	// setupQuiet is cookie mode with log.level warn: no log line per request, to show
+	// what request logging costs.
+	setupQuiet = "th-cookie-nolog"
+	setupRedis = "th-redis"
+	setupO2P   = "oauth2-proxy"
 )
 
-var allSetups = []string{setupUpstream, setupBare, setupCookie, setupRedis, setupO2P}
+var allSetups = []string{setupUpstream, setupBare, setupCookie, setupQuiet, setupRedis, setupO2P}
 
 func main() {
 	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "_") {
@@ -272,13 +275,26 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	var thQuiet *thInstance
+	if o.setups[setupQuiet] {
+		thQuiet, err = startTokenhandler(ps, env.thBin, tmp, thConfig{
+			name: setupQuiet, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, logLevel: "warn",
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := thQuiet.ready(ctx, 30*time.Second); err != nil {
+			return err
+		}
+	}
 
 	// tokenhandler, Redis mode, when redis-server is installed and tokenhandler has the
 	// Redis store.
 	var thRedis *thInstance
 	var redisMint minter
+	var redisProc *proc
 	if o.setups[setupRedis] || o.scenarios["storm"] {
-		env.redisURL, err = startRedis(ctx, ps, tmp)
+		env.redisURL, redisProc, err = startRedis(ctx, ps, tmp)
 		if err != nil {
 			rep.note("Redis mode left out: %v", err)
 		}
@@ -344,12 +360,18 @@ func run(ctx context.Context, o *options) error {
 		}
 		add(setupBare, bareURL[sc.TokenSize], bare[sc.TokenSize].pid(), "Cookie: "+cookieHdr, csrf)
 		add(setupCookie, thCookie.URL, thCookie.proc.pid(), "Cookie: "+cookieHdr, csrf)
+		if thQuiet != nil && sc.Name == "get-1.2k" {
+			add(setupQuiet, thQuiet.URL, thQuiet.proc.pid(), "Cookie: "+cookieHdr, csrf)
+		}
 		var redisHdr string
 		if thRedis != nil {
 			if redisHdr, err = redisMint(ctx, sessionFor(tok, idToken)); err != nil {
 				return err
 			}
 			add(setupRedis, thRedis.URL, thRedis.proc.pid(), "Cookie: "+redisHdr, csrf)
+			if n := len(targets); n > 0 && targets[n-1].setup == setupRedis {
+				targets[n-1].extraPid = redisProc.pid() // redis-server's share, reported apart
+			}
 		}
 		// oauth2-proxy carries the tokens Dex issued: only where that compares (1.2 KB).
 		if o2p != nil && sc.TokenSize == 1200 {
@@ -361,6 +383,7 @@ func run(ctx context.Context, o *options) error {
 			return err
 		}
 		res.Notes[setupCookie] = fmt.Sprintf("Cookie header %d B", len(cookieHdr))
+		res.Notes[setupQuiet] = fmt.Sprintf("Cookie header %d B; log.level warn", len(cookieHdr))
 		res.Notes[setupBare] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set", len(cookieHdr))
 		if redisHdr != "" {
 			res.Notes[setupRedis] = fmt.Sprintf("Cookie header %d B", len(redisHdr))
@@ -385,7 +408,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	if o.scenarios["gobench"] && o.goBench > 0 {
 		logf("Go benchmarks (go test -bench ./bench)")
-		rep.GoBench, err = runGoBench(ctx, root, o.goBench)
+		rep.GoBench, err = runGoBench(ctx, root, o.goBench, env.redisURL)
 		if err != nil {
 			rep.note("Go benchmarks failed: %v", firstLine(err.Error()))
 		}

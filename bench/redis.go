@@ -18,19 +18,19 @@ import (
 )
 
 // startRedis starts a redis-server of the harness's own on a free loopback port, with
-// no persistence, and returns its URL.
-func startRedis(ctx context.Context, ps *procs, dir string) (string, error) {
+// no persistence, and returns its URL and process.
+func startRedis(ctx context.Context, ps *procs, dir string) (string, *proc, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return "", errors.New("redis-server is not installed")
+		return "", nil, errors.New("redis-server is not installed")
 	}
 	port, err := freePort()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	p, err := ps.start("redis-server", bin, []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, nil, filepath.Join(dir, "redis.log"))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	opt, _ := redis.ParseURL(url)
@@ -42,10 +42,10 @@ func startRedis(ctx context.Context, ps *procs, dir string) (string, error) {
 		err := c.Ping(pctx).Err()
 		cancel()
 		if err == nil {
-			return url, nil
+			return url, p, nil
 		}
 		if p.exited() || time.Now().After(deadline) {
-			return "", fmt.Errorf("redis-server did not answer: %v\n%s", err, p.tail(1024))
+			return "", nil, fmt.Errorf("redis-server did not answer: %v\n%s", err, p.tail(1024))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -14,10 +14,11 @@ import (
 // target is one setup under load for one token size: where to send, what to send, which
 // process to measure.
 type target struct {
-	setup   string
-	url     string
-	headers []string
-	pid     int
+	setup    string
+	url      string
+	headers  []string
+	pid      int
+	extraPid int // a helper process whose CPU is reported apart (redis-server); 0: none
 }
 
 // scenario is one steady load.
@@ -42,6 +43,8 @@ type roundResult struct {
 	W         wrkResult
 	CPU       time.Duration // the setup process's CPU time during the run
 	CPUPerReq float64       // µs
+	// ExtraCPUPerReq is the helper process's CPU per request (redis-server), µs.
+	ExtraCPUPerReq float64
 }
 
 // scenarioResult is every round of one scenario.
@@ -92,6 +95,10 @@ func runSteady(ctx context.Context, o *options, tmp string, sc scenario, targets
 			if err != nil {
 				return nil, err
 			}
+			var extra0 time.Duration
+			if t.extraPid != 0 {
+				extra0, _ = cpuTime(t.extraPid)
+			}
 			w, err := runWrk(ctx, tmp, load(t, o.duration))
 			if err != nil {
 				return nil, err
@@ -103,6 +110,10 @@ func runSteady(ctx context.Context, o *options, tmp string, sc scenario, targets
 			r := roundResult{Round: round, Setup: t.setup, W: w, CPU: cpu1 - cpu0}
 			if w.Requests > 0 {
 				r.CPUPerReq = float64(r.CPU.Microseconds()) / float64(w.Requests)
+				if t.extraPid != 0 {
+					extra1, _ := cpuTime(t.extraPid)
+					r.ExtraCPUPerReq = float64((extra1 - extra0).Microseconds()) / float64(w.Requests)
+				}
 			}
 			res.Rounds = append(res.Rounds, r)
 			logf("%s round %d %-12s %8.0f req/s  p99 %6.2f ms  cpu %6.1f µs/req  errors %d",

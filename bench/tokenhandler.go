@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,7 +35,8 @@ type thConfig struct {
 	upstream string
 	redisURL string // non-empty: session.store redis
 	lifetime time.Duration
-	port     int // public port; 0: a free one
+	port     int    // public port; 0: a free one
+	logLevel string // "": info, the default (one line per request)
 }
 
 // refreshPaths are the paths tokenhandler sets the refresh cookie on, with the one
@@ -88,7 +90,7 @@ func startTokenhandler(ps *procs, bin, dir string, c thConfig) (*thInstance, err
 		"session": map[string]any{"store": store, "lifetime": lifetime.String()},
 		"routes":  []map[string]any{{"path": "/api/", "upstream": c.upstream}},
 		// The default: one JSON line per request, as in production.
-		"log": map[string]any{"level": "info", "format": "json"},
+		"log": map[string]any{"level": cmp.Or(c.logLevel, "info"), "format": "json"},
 	}
 	if c.redisURL != "" {
 		cfg["redis"] = map[string]any{"url": c.redisURL}
