@@ -84,7 +84,8 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 				c := newBrowser()
 				_, err := signIn(ctx, c, th.URL+"/auth/login?return_to=%2F", i)
 				h := cookieHeader(c, th.URL+"/api/items")
-				if err == nil && !strings.Contains(h, "-at=") {
+				// Cookie mode sets the access cookie (…-at), Redis mode the session cookie.
+				if err == nil && !strings.Contains(h, "th-at=") && !strings.Contains(h, "th-session=") {
 					err = fmt.Errorf("bench: storm: no session cookie after sign-in\n%s", th.proc.tail(1024))
 				}
 				mu.Lock()
