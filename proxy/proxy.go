@@ -14,7 +14,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -301,8 +300,8 @@ type exchange struct {
 	route      *route
 	sess       *session.Session
 	replayable bool
-	body       []byte // the buffered body of a replayable request; nil: none
-	refreshed  bool   // this request refreshed (its response carries new cookies)
+	body       *replayBody // the buffered body of a replayable request; nil: none
+	refreshed  bool        // this request refreshed (its response carries new cookies)
 	pending    []*http.Cookie
 	start      time.Time
 }
@@ -394,13 +393,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 	case n == 0:
 		x.replayable = true
 	default:
-		x.body = make([]byte, n)
-		if _, err := io.ReadFull(r.Body, x.body); err != nil {
+		x.body = newReplayBody(int(n))
+		defer x.body.release() // the exchange's reference
+		if _, err := io.ReadFull(r.Body, x.body.b); err != nil {
 			return fmt.Errorf("%w: %w", errBadBody, err)
 		}
 		x.replayable = true
-		out.Body = io.NopCloser(bytes.NewReader(x.body))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(x.body)), nil }
+		out.Body = x.body.reader()
+		out.GetBody = func() (io.ReadCloser, error) { return x.body.reader(), nil }
+		// ReverseProxy never closes the body it is given (it sends it wrapped in a
+		// reader whose Close does nothing): close it once ReverseProxy is done, which
+		// also stops a transport still reading it (see replayBody).
+		defer out.Body.Close()
 	}
 	x.start = time.Now()
 	h.rp.ServeHTTP(w, out)

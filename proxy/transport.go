@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +41,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", "Bearer "+x.sess.AccessToken)
 	if x.body != nil {
-		retry.Body = io.NopCloser(bytes.NewReader(x.body))
+		retry.Body = x.body.reader()
 	}
 	return t.send(retry, x)
 }
