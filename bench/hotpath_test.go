@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -195,6 +196,7 @@ func (noTokens) Refresh(context.Context, *session.Session) (*session.Session, er
 // server and the client's side are not included).
 func BenchmarkProxyHandler(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"ok":true,"items":[1,2,3],"received":0}`)
 	}))
@@ -205,7 +207,23 @@ func BenchmarkProxyHandler(b *testing.B) {
 		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.DisableCompression = 1024, 256, true
 		return t
 	}
-	for _, size := range sizes {
+	type variant struct {
+		name string
+		n    int
+		body int // bytes of a POST body; 0: GET
+	}
+	variants := []variant{{"access=1.2KB", 1200, 0}, {"access=3KB", 3000, 0}, {"post=16KiB", 1200, 16 << 10}}
+	request := func(b *testing.B, st session.Store, v variant) *http.Request {
+		r := apiRequest(b, st, benchSession(b, v.n))
+		if v.body > 0 {
+			r.Method = http.MethodPost
+			r.Body = io.NopCloser(bytes.NewReader(jsonBody(v.body)))
+			r.ContentLength = int64(v.body)
+			r.Header.Set("Content-Type", "application/json")
+		}
+		return r
+	}
+	for _, size := range variants {
 		b.Run("tokenhandler/"+size.name, func(b *testing.B) {
 			st := newBenchStore(b)
 			h, err := proxy.New(st, noTokens{}, proxy.Options{
@@ -219,8 +237,7 @@ func BenchmarkProxyHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r := apiRequest(b, st, benchSession(b, size.n))
-			serveLoop(b, h, r)
+			serveLoop(b, h, request(b, st, size))
 		})
 		b.Run("bare/"+size.name, func(b *testing.B) {
 			st := newBenchStore(b)
@@ -235,16 +252,22 @@ func BenchmarkProxyHandler(b *testing.B) {
 				Transport:  transport(),
 				BufferPool: bufferPool{},
 			}
-			r := apiRequest(b, st, benchSession(b, size.n))
-			serveLoop(b, rp, r)
+			serveLoop(b, rp, request(b, st, size))
 		})
 	}
 }
 
 func serveLoop(b *testing.B, h http.Handler, r *http.Request) {
 	b.Helper()
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		body, _ = io.ReadAll(r.Body)
+	}
 	loop(b, func() {
 		w := httptest.NewRecorder()
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		h.ServeHTTP(w, r)
 		if w.Code != http.StatusOK {
 			b.Fatalf("status = %d, want 200: %s", w.Code, w.Body)
