@@ -12,6 +12,7 @@ import (
 var setupColor = map[string]string{
 	setupUpstream: "#9e9e9e",
 	setupBare:     "#607d8b",
+	setupBaseline: "#a1887f",
 	setupCookie:   "#2e7d32",
 	setupQuiet:    "#66bb6a",
 	setupRedis:    "#1565c0",

@@ -52,6 +52,7 @@ type options struct {
 	update           bool
 	keep             bool
 	timeout          time.Duration
+	baseline         string // another tokenhandler tree, run in cookie mode as setupBaseline
 }
 
 // Setup names, in the order of every round.
@@ -62,11 +63,14 @@ const (
 	// setupQuiet is cookie mode with log.level warn: no log line per request, to show
 	// what request logging costs.
 	setupQuiet = "th-cookie-nolog"
+	// setupBaseline is cookie mode built from the tree given with -baseline (an older
+	// version, to measure a change in the same interleaved run).
+	setupBaseline = "th-baseline"
 	setupRedis = "th-redis"
 	setupO2P   = "oauth2-proxy"
 )
 
-var allSetups = []string{setupUpstream, setupBare, setupCookie, setupQuiet, setupRedis, setupO2P}
+var allSetups = []string{setupUpstream, setupBare, setupBaseline, setupCookie, setupQuiet, setupRedis, setupO2P}
 
 func main() {
 	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "_") {
@@ -109,6 +113,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.update, "update", false, "rewrite the results section of BENCHMARKS.md and docs/bench-results.svg")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations and every process's log)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up (and stop everything) after this long")
+	fs.StringVar(&o.baseline, "baseline", "", "root of another tokenhandler tree (e.g. a checkout of an older commit) to run in cookie mode as setup th-baseline, interleaved with the rest")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -275,6 +280,27 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	var thBase *thInstance
+	if o.baseline != "" && o.setups[setupBaseline] {
+		logf("building the baseline tokenhandler from %s", o.baseline)
+		dir := filepath.Join(tmp, "baseline")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		bin, err := buildTokenhandler(ctx, o.baseline, dir)
+		if err != nil {
+			return err
+		}
+		thBase, err = startTokenhandler(ps, bin, tmp, thConfig{
+			name: setupBaseline, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream,
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := thBase.ready(ctx, 30*time.Second); err != nil {
+			return err
+		}
+	}
 	var thQuiet *thInstance
 	if o.setups[setupQuiet] {
 		thQuiet, err = startTokenhandler(ps, env.thBin, tmp, thConfig{
@@ -359,6 +385,9 @@ func run(ctx context.Context, o *options) error {
 			add(setupUpstream, env.upstream, up.pid(), "Authorization: Bearer "+tok)
 		}
 		add(setupBare, bareURL[sc.TokenSize], bare[sc.TokenSize].pid(), "Cookie: "+cookieHdr, csrf)
+		if thBase != nil {
+			add(setupBaseline, thBase.URL, thBase.proc.pid(), "Cookie: "+cookieHdr, csrf)
+		}
 		add(setupCookie, thCookie.URL, thCookie.proc.pid(), "Cookie: "+cookieHdr, csrf)
 		if thQuiet != nil && sc.Name == "get-1.2k" {
 			add(setupQuiet, thQuiet.URL, thQuiet.proc.pid(), "Cookie: "+cookieHdr, csrf)
@@ -384,6 +413,7 @@ func run(ctx context.Context, o *options) error {
 		}
 		res.Notes[setupCookie] = fmt.Sprintf("Cookie header %d B", len(cookieHdr))
 		res.Notes[setupQuiet] = fmt.Sprintf("Cookie header %d B; log.level warn", len(cookieHdr))
+		res.Notes[setupBaseline] = fmt.Sprintf("Cookie header %d B; built from -baseline", len(cookieHdr))
 		res.Notes[setupBare] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set", len(cookieHdr))
 		if redisHdr != "" {
 			res.Notes[setupRedis] = fmt.Sprintf("Cookie header %d B", len(redisHdr))
