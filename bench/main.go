@@ -66,8 +66,8 @@ const (
 	// setupBaseline is cookie mode built from the tree given with -baseline (an older
 	// version, to measure a change in the same interleaved run).
 	setupBaseline = "th-baseline"
-	setupRedis = "th-redis"
-	setupO2P   = "oauth2-proxy"
+	setupRedis    = "th-redis"
+	setupO2P      = "oauth2-proxy"
 )
 
 var allSetups = []string{setupUpstream, setupBare, setupBaseline, setupCookie, setupQuiet, setupRedis, setupO2P}
