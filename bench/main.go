@@ -52,7 +52,8 @@ type options struct {
 	update           bool
 	keep             bool
 	timeout          time.Duration
-	baseline         string // another tokenhandler tree, run in cookie mode as setupBaseline
+	baseline         string   // another tokenhandler tree, run in cookie mode as setupBaseline
+	thEnv            []string // extra environment of every tokenhandler process (GOGC=200, ...)
 }
 
 // Setup names, in the order of every round.
@@ -113,6 +114,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.update, "update", false, "rewrite the results section of BENCHMARKS.md and docs/bench-results.svg")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations and every process's log)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up (and stop everything) after this long")
+	var thEnv string
+	fs.StringVar(&thEnv, "th-env", "", "comma-separated KEY=VALUE pairs added to the environment of the steady scenarios' tokenhandlers, for experiments (e.g. GOGC=200)")
 	fs.StringVar(&o.baseline, "baseline", "", "root of another tokenhandler tree (e.g. a checkout of an older commit) to run in cookie mode as setup th-baseline, interleaved with the rest")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -125,6 +128,11 @@ func parseFlags(args []string) (*options, error) {
 		o.stormSessions < 1 || o.stormSessions > demoUsers || o.stormRequests < o.stormSessions || o.startupRuns < 0 {
 		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1, storm-sessions <= 200")
 		return nil, errors.New("usage")
+	}
+	for _, kv := range strings.Split(thEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			o.thEnv = append(o.thEnv, kv)
+		}
 	}
 	o.scenarios = set(scenarios)
 	o.setups = set(setups)
@@ -268,7 +276,7 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 	thCookie, err := startTokenhandler(ps, env.thBin, tmp, thConfig{
-		name: setupCookie, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, port: cookiePort,
+		name: setupCookie, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, port: cookiePort, env: o.thEnv,
 	})
 	if err != nil {
 		return err
@@ -292,7 +300,7 @@ func run(ctx context.Context, o *options) error {
 			return err
 		}
 		thBase, err = startTokenhandler(ps, bin, tmp, thConfig{
-			name: setupBaseline, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream,
+			name: setupBaseline, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, env: o.thEnv,
 		})
 		if err != nil {
 			return err
@@ -304,7 +312,7 @@ func run(ctx context.Context, o *options) error {
 	var thQuiet *thInstance
 	if o.setups[setupQuiet] {
 		thQuiet, err = startTokenhandler(ps, env.thBin, tmp, thConfig{
-			name: setupQuiet, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, logLevel: "warn",
+			name: setupQuiet, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, logLevel: "warn", env: o.thEnv,
 		})
 		if err != nil {
 			return err
@@ -328,7 +336,7 @@ func run(ctx context.Context, o *options) error {
 	if env.redisURL != "" && o.setups[setupRedis] {
 		thRedis, err = startTokenhandler(ps, env.thBin, tmp, thConfig{
 			name: setupRedis, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream,
-			redisURL: env.redisURL, port: redisPort,
+			redisURL: env.redisURL, port: redisPort, env: o.thEnv,
 		})
 		if err == nil {
 			_, err = thRedis.ready(ctx, 15*time.Second)

@@ -35,8 +35,9 @@ type thConfig struct {
 	upstream string
 	redisURL string // non-empty: session.store redis
 	lifetime time.Duration
-	port     int    // public port; 0: a free one
-	logLevel string // "": info, the default (one line per request)
+	port     int      // public port; 0: a free one
+	logLevel string   // "": info, the default (one line per request)
+	env      []string // added to the process's environment
 }
 
 // refreshPaths are the paths tokenhandler sets the refresh cookie on, with the one
@@ -103,7 +104,7 @@ func startTokenhandler(ps *procs, bin, dir string, c thConfig) (*thInstance, err
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return nil, err
 	}
-	p, err := ps.start(c.name, bin, []string{"serve", "--config", path}, nil, filepath.Join(dir, fmt.Sprintf("%s-%d.log", c.name, ports[0])))
+	p, err := ps.start(c.name, bin, []string{"serve", "--config", path}, c.env, filepath.Join(dir, fmt.Sprintf("%s-%d.log", c.name, ports[0])))
 	if err != nil {
 		return nil, err
 	}
