@@ -54,6 +54,7 @@ type options struct {
 	timeout          time.Duration
 	baseline         string   // another tokenhandler tree, run in cookie mode as setupBaseline
 	thEnv            []string // extra environment of every tokenhandler process (GOGC=200, ...)
+	bareEnv          []string // extra environment of the bare proxies
 }
 
 // Setup names, in the order of every round.
@@ -114,7 +115,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.update, "update", false, "rewrite the results section of BENCHMARKS.md and docs/bench-results.svg")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations and every process's log)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up (and stop everything) after this long")
-	var thEnv string
+	var thEnv, bareEnv string
+	fs.StringVar(&bareEnv, "bare-env", "", "comma-separated KEY=VALUE pairs added to the bare proxies' environment")
 	fs.StringVar(&thEnv, "th-env", "", "comma-separated KEY=VALUE pairs added to the environment of the steady scenarios' tokenhandlers, for experiments (e.g. GOGC=200)")
 	fs.StringVar(&o.baseline, "baseline", "", "root of another tokenhandler tree (e.g. a checkout of an older commit) to run in cookie mode as setup th-baseline, interleaved with the rest")
 	if err := fs.Parse(args); err != nil {
@@ -129,14 +131,20 @@ func parseFlags(args []string) (*options, error) {
 		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1, storm-sessions <= 200")
 		return nil, errors.New("usage")
 	}
-	for _, kv := range strings.Split(thEnv, ",") {
-		if kv = strings.TrimSpace(kv); kv != "" {
-			o.thEnv = append(o.thEnv, kv)
-		}
-	}
+	o.thEnv, o.bareEnv = envList(thEnv), envList(bareEnv)
 	o.scenarios = set(scenarios)
 	o.setups = set(setups)
 	return o, nil
+}
+
+func envList(list string) []string {
+	var out []string
+	for _, kv := range strings.Split(list, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func set(list string) map[string]bool {
@@ -259,7 +267,7 @@ func run(ctx context.Context, o *options) error {
 		if err != nil {
 			return err
 		}
-		p, err := ps.start(fmt.Sprintf("bare-%d", n), env.self, []string{"_bare", fmt.Sprintf("127.0.0.1:%d", port), env.upstream, path}, nil, filepath.Join(tmp, fmt.Sprintf("bare-%d.log", n)))
+		p, err := ps.start(fmt.Sprintf("bare-%d", n), env.self, []string{"_bare", fmt.Sprintf("127.0.0.1:%d", port), env.upstream, path}, o.bareEnv, filepath.Join(tmp, fmt.Sprintf("bare-%d.log", n)))
 		if err != nil {
 			return err
 		}
