@@ -250,8 +250,10 @@ func (a *Agent) fetchUserinfo(ctx context.Context, p *provider, accessToken stri
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("oauthagent: userinfo: %w: provider answered %s", session.ErrIdPUnavailable, resp.Status)
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "" && mt != "application/json" {
-		return nil, fmt.Errorf("oauthagent: userinfo: %w: content type %q", errInvalidUserinfo, mt)
+	// A signed userinfo response (application/jwt) is not supported; anything else must
+	// decode as a JSON object, whatever content type the provider labels it with.
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/jwt" {
+		return nil, fmt.Errorf("oauthagent: userinfo: %w: signed (application/jwt) userinfo is not supported", errInvalidUserinfo)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {

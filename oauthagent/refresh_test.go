@@ -21,9 +21,12 @@ import (
 // fakeProvider is a hand-written provider for the answers a real one will not give on
 // demand: each case sets what the token endpoint says.
 type fakeProvider struct {
-	srv        *httptest.Server
-	tokenCalls atomic.Int64
-	answer     func(w http.ResponseWriter, r *http.Request)
+	srv           *httptest.Server
+	tokenCalls    atomic.Int64
+	userinfoCalls atomic.Int64
+	answer        func(w http.ResponseWriter, r *http.Request)
+	userinfo      func(w http.ResponseWriter, r *http.Request) // nil: no userinfo_endpoint
+	extra         map[string]any                               // more discovery metadata
 }
 
 func newFakeProvider(t *testing.T) *fakeProvider {
@@ -31,10 +34,21 @@ func newFakeProvider(t *testing.T) *fakeProvider {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		u := f.srv.URL
-		_ = json.NewEncoder(w).Encode(map[string]any{
+		m := map[string]any{
 			"issuer": u, "authorization_endpoint": u + "/auth", "token_endpoint": u + "/token",
 			"jwks_uri": u + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
-		})
+		}
+		if f.userinfo != nil {
+			m["userinfo_endpoint"] = u + "/userinfo"
+		}
+		for k, v := range f.extra {
+			m[k] = v
+		}
+		_ = json.NewEncoder(w).Encode(m)
+	})
+	mux.HandleFunc("/userinfo", func(w http.ResponseWriter, r *http.Request) {
+		f.userinfoCalls.Add(1)
+		f.userinfo(w, r)
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: testKey.Public(), Algorithm: "RS256", Use: "sig"}}})
