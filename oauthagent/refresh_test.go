@@ -27,6 +27,7 @@ type fakeProvider struct {
 	answer        func(w http.ResponseWriter, r *http.Request)
 	userinfo      func(w http.ResponseWriter, r *http.Request) // nil: no userinfo_endpoint
 	extra         map[string]any                               // more discovery metadata
+	down          atomic.Bool                                  // answer 503 to everything
 }
 
 func newFakeProvider(t *testing.T) *fakeProvider {
@@ -57,7 +58,13 @@ func newFakeProvider(t *testing.T) *fakeProvider {
 		f.tokenCalls.Add(1)
 		f.answer(w, r)
 	})
-	f.srv = httptest.NewServer(mux)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(f.srv.Close)
 	return f
 }

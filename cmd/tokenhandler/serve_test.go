@@ -92,6 +92,25 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 		res <- result{resp.StatusCode, string(b), nil}
 	}()
 	<-started
+	// The admin listener: alive, not ready (the issuer is unreachable), metrics served.
+	admin := waitLogged(t, logs, "admin listening")
+	if resp, err := http.Get("http://" + addr + "/auth/session"); err == nil {
+		resp.Body.Close()
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200} {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET admin %s = %d, want %d", path, resp.StatusCode, want)
+		}
+		if want := `tokenhandler_http_requests_total{route="auth",status="200"} 1`; path == "/metrics" && !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	cancel() // what SIGTERM does through signal.NotifyContext
 	r := <-res
 	if r.err != nil || r.status != 200 || r.body != "done" {
@@ -182,10 +201,16 @@ func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
 // waitListening returns the public address serve logged.
 func waitListening(t *testing.T, logs *syncBuffer) string {
 	t.Helper()
+	return waitLogged(t, logs, "tokenhandler listening")
+}
+
+// waitLogged returns the addr of the first log line with message msg.
+func waitLogged(t *testing.T, logs *syncBuffer, msg string) string {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		for _, line := range strings.Split(logs.String(), "\n") {
 			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "tokenhandler listening" {
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 				if addr, _ := m["addr"].(string); addr != "" {
 					return addr
 				}
