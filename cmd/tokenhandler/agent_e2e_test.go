@@ -482,3 +482,36 @@ func TestHostileRequests(t *testing.T) {
 		}
 	})
 }
+
+// TestLoginReplacesPlantedCookies: cookies planted in a browser before it signs in (an
+// attacker's own session, say) are replaced by a session with a new id, never reused.
+func TestLoginReplacesPlantedCookies(t *testing.T) {
+	s := startStack(t, stackOptions{kind: "hydra"})
+	attacker := s.signIn("/")
+	planted, err := s.session(attacker, "/api/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := idptest.NewClient(t)
+	// Planted as the cookies were set: the access and ID cookies on /, the refresh
+	// cookie on each of its paths.
+	for _, p := range []string{"/", "/api/", "/auth/refresh", "/auth/logout", "/auth/userinfo"} {
+		for _, ck := range attacker.Jar.Cookies(mustURL(s.url + p)) {
+			if (p == "/") != strings.HasPrefix(ck.Name, "__Secure-th-rt") {
+				victim.Jar.SetCookies(mustURL(s.url+p), []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: p, Secure: true, HttpOnly: true}})
+			}
+		}
+	}
+	if _, err := s.session(victim, "/api/"); err != nil {
+		t.Fatalf("planting failed: the victim does not hold the attacker's session: %v", err)
+	}
+	resp := s.idp.SignIn(t, victim, s.url+"/auth/login?return_to=/")
+	resp.Body.Close()
+	got, err := s.session(victim, "/api/")
+	if err != nil {
+		t.Fatalf("the victim's session after sign-in: %v", err)
+	}
+	if got.ID == planted.ID || got.RefreshToken == planted.RefreshToken || got.AccessToken == planted.AccessToken {
+		t.Errorf("the sign-in reused the planted session (id reused: %v)", got.ID == planted.ID)
+	}
+}
