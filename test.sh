@@ -118,6 +118,10 @@ fi
 # --- Go -----------------------------------------------------------------------------------
 step "go vet ${targets[*]}"
 go vet "${targets[@]}"
+if ((${#pkgs[@]} == 0)); then
+	step "go mod tidy -diff (go.mod and go.sum say exactly what the code uses)"
+	go mod tidy -diff
+fi
 
 test_cmd=(go test -race -timeout 30m "$@")
 if ((${#pkgs[@]} == 0)); then
