@@ -120,6 +120,19 @@ func (a *Agent) freshen(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if !force && !s.NeedsRefresh(a.now(), a.opts.RefreshSkew) {
 		return s, nil
 	}
+	if !force && s.RefreshToken == "" {
+		// Nothing to refresh with (the provider issued no refresh token): use the access
+		// token while it lasts, as the proxy does; after that the session is unusable,
+		// but nothing was refused, so its cookies stay.
+		if a.now().Before(s.AccessExpiry) {
+			return s, nil
+		}
+		return nil, fmt.Errorf("oauthagent: access token expired and no refresh token: %w", session.ErrNoSession)
+	}
+	// A refresh once sent is never cancelled, and neither is storing its result: a
+	// client that leaves mid-refresh must not leave the Redis store holding the spent
+	// refresh token. Both are bounded by their own timeouts.
+	ctx = context.WithoutCancel(ctx)
 	ns, err := a.refresher.Refresh(ctx, s)
 	if errors.Is(err, session.ErrRefreshDenied) {
 		del, derr := a.store.Delete(ctx, r, s)

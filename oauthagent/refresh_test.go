@@ -209,3 +209,45 @@ func TestRefreshOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestUserinfoWithoutRefreshToken: a session without a refresh token (a provider that
+// issues none) uses its access token while it lasts; an expired one is unauthenticated,
+// never session_expired, and its cookies stay.
+func TestUserinfoWithoutRefreshToken(t *testing.T) {
+	f := newFakeProvider(t)
+	f.userinfo = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, `{"sub":"alice"}`) }
+	f.answer = func(w http.ResponseWriter, r *http.Request) { tokenJSON(w, 400, `{"error":"invalid_grant"}`) }
+	a, store := newTestAgent(t, f.srv.URL)
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		expiry time.Time
+		status int
+	}{
+		{"inside the skew, not expired", now.Add(5 * time.Second), 200},
+		{"expired", now.Add(-time.Second), 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &session.Session{ID: session.NewID(), Subject: "alice", IDToken: "h.e.s", AccessToken: "at-1",
+				AccessIssued: now.Add(-time.Hour), AccessExpiry: tc.expiry, Expiry: now.Add(time.Hour)}
+			req := httptest.NewRequest(http.MethodGet, "https://app.test/auth/userinfo", nil)
+			cookies, err := store.Save(context.Background(), req, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cookies {
+				if c.MaxAge > 0 && c.Path == "/" {
+					req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+				}
+			}
+			rec := httptest.NewRecorder()
+			a.ServeHTTP(rec, req)
+			if rec.Code != tc.status || strings.Contains(rec.Body.String(), "session_expired") || len(rec.Result().Cookies()) != 0 {
+				t.Errorf("/auth/userinfo = %d %s with %d Set-Cookie, want %d and the cookies untouched", rec.Code, rec.Body, len(rec.Result().Cookies()), tc.status)
+			}
+			if f.tokenCalls.Load() != 0 {
+				t.Errorf("a session without a refresh token reached the token endpoint")
+			}
+		})
+	}
+}

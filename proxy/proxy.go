@@ -421,6 +421,10 @@ func (h *Handler) refresh(ctx context.Context, x *exchange, trigger string) ([]*
 			h.onRefresh(trigger, outcome, time.Since(start))
 		}
 	}()
+	// A refresh once sent is never cancelled, and neither is storing its result: a
+	// client that leaves mid-refresh must not leave the Redis store holding the spent
+	// refresh token. Both are bounded by their own timeouts (refresh_timeout, redis.*).
+	ctx = context.WithoutCancel(ctx)
 	ns, err := h.tokens.Refresh(ctx, x.sess)
 	switch {
 	case err == nil && ns == nil:

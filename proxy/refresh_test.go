@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -365,5 +366,69 @@ func TestLimiterBounded(t *testing.T) {
 	}
 	if !l.allow("a", now.Add(2*time.Minute)) {
 		t.Fatal("allow(a) after its window = false, want true")
+	}
+}
+
+// slowTokens holds a refresh until released, and fails it if its context ends first.
+type slowTokens struct {
+	inner   *fakeTokens
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowTokens) Refresh(ctx context.Context, sess *session.Session) (*session.Session, error) {
+	close(s.started)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.release:
+	}
+	return s.inner.Refresh(ctx, sess)
+}
+
+// ctxStore records whether Save's context had ended.
+type ctxStore struct {
+	*fakeStore
+	saveCtxErr chan error
+}
+
+func (c *ctxStore) Save(ctx context.Context, r *http.Request, s *session.Session) ([]*http.Cookie, error) {
+	c.saveCtxErr <- ctx.Err()
+	return c.fakeStore.Save(ctx, r, s)
+}
+
+// TestRefreshOutlivesTheClient: a client that leaves while its request refreshes does
+// not cancel the refresh, and the refreshed session is still saved (with the Redis
+// store, that is what keeps the rotated refresh token).
+func TestRefreshOutlivesTheClient(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setSession(func(s *session.Session) { s.AccessExpiry = e.clock.Now().Add(time.Second) })
+	slow := &slowTokens{inner: e.tokens, started: make(chan struct{}), release: make(chan struct{})}
+	store := &ctxStore{fakeStore: e.store, saveCtxErr: make(chan error, 1)}
+	h, err := New(store, slow, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := e.req("GET", "/api/x", nil).WithContext(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	<-slow.started
+	cancel() // the browser navigates away
+	close(slow.release)
+	<-done
+	select {
+	case err := <-store.saveCtxErr:
+		if err != nil {
+			t.Errorf("Save ran with an ended context (%v): a Redis store would not have stored the rotated tokens", err)
+		}
+	default:
+		t.Fatal("the refreshed session was never saved after the client left")
+	}
+	if saves, _ := e.store.counts(); saves != 1 || e.store.saved[0].RefreshToken != "rt-2" {
+		t.Errorf("saved %d sessions, want the one with the rotated refresh token", saves)
 	}
 }
