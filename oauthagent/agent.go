@@ -34,11 +34,14 @@ type Options struct {
 	RedirectURL        string   // public_url + auth prefix + "/callback"
 	// PostLogoutRedirectURL is where the provider sends the browser after logout.
 	PostLogoutRedirectURL string
-	ErrorPath             string        // where a failed callback lands with auth_error; "" means "/"
-	AuthPrefix            string        // "" means "/auth"
-	Lifetime              time.Duration // absolute session lifetime; 0 means 12h
-	RefreshSkew           time.Duration // session.refresh_skew; 0 means 30s
-	CSRF                  *web.CSRF
+	ErrorPath             string // where a failed callback lands with auth_error; "" means "/"
+	AuthPrefix            string // "" means "/auth"
+	// APIPaths are the proxied route prefixes: a return_to under one is refused, since
+	// return_to must be a page of the SPA.
+	APIPaths    []string
+	Lifetime    time.Duration // absolute session lifetime; 0 means 12h
+	RefreshSkew time.Duration // session.refresh_skew; 0 means 30s
+	CSRF        *web.CSRF
 	// HTTPClient makes every call to the provider; it must carry a timeout. nil means a
 	// client with a 10 s timeout.
 	HTTPClient *http.Client

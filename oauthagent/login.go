@@ -76,8 +76,8 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("oauthagent: login: %w: return_to given twice", errBadRequest)
 	}
 	returnTo, ok := ValidReturnTo(q.Get("return_to"))
-	if !ok || a.isAuthPath(returnTo) {
-		return fmt.Errorf("oauthagent: login: %w: return_to is not a same-origin page", errBadRequest)
+	if !ok || !a.isPage(returnTo) {
+		return fmt.Errorf("oauthagent: login: %w: return_to is not a same-origin page of the SPA", errBadRequest)
 	}
 	l := &session.Login{
 		State:    random128(),
@@ -96,9 +96,20 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *Agent) isAuthPath(p string) bool {
+// isPage reports whether a return_to path is a page of the SPA: not under the auth
+// prefix or a proxied API route, where the SameSite=Strict cookies set at the callback
+// would not even be sent on that first, cross-site-initiated navigation.
+func (a *Agent) isPage(p string) bool {
 	path, _, _ := strings.Cut(p, "?")
-	return path == a.opts.AuthPrefix || strings.HasPrefix(path, a.opts.AuthPrefix+"/")
+	if path == a.opts.AuthPrefix || strings.HasPrefix(path, a.opts.AuthPrefix+"/") {
+		return false
+	}
+	for _, api := range a.opts.APIPaths {
+		if strings.HasPrefix(path, api) || path+"/" == api {
+			return false
+		}
+	}
+	return true
 }
 
 // callbackError carries the auth_error code a failed callback redirects with.
@@ -158,11 +169,29 @@ func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
 	q := r.URL.Query()
 	states := q["state"]
 	if len(states) != 1 || states[0] == "" {
-		return "", nil, cbErr("invalid_state", errors.New("state missing, empty or repeated"))
+		// Whatever the outcome, the login cookies this callback names are deleted.
+		var cookies []*http.Cookie
+		for _, st := range states {
+			if st != "" {
+				_, del, _ := a.logins.Finish(r, st)
+				cookies = append(cookies, del...)
+			}
+		}
+		return "", cookies, cbErr("invalid_state", errors.New("state missing, empty or repeated"))
 	}
 	login, cookies, err := a.logins.Finish(r, states[0])
 	if err != nil {
 		return "", cookies, cbErr("invalid_state", err)
+	}
+	p, err := a.ready()
+	if err != nil {
+		return "", cookies, cbErr("idp_unavailable", err)
+	}
+	// RFC 9207 applies to error responses too, so iss is checked before the error.
+	if isses, ok := q["iss"]; ok || p.meta.AuthorizationResponseIss {
+		if len(isses) != 1 || isses[0] != p.meta.Issuer {
+			return "", cookies, cbErr("invalid_iss", errors.New("iss parameter missing or not the issuer"))
+		}
 	}
 	if e := q.Get("error"); e != "" || len(q["error"]) > 0 {
 		if providerErrors[e] {
@@ -170,21 +199,12 @@ func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
 		}
 		return "", cookies, cbErr("idp_error", errors.New("the provider answered with an error"))
 	}
-	p, err := a.ready()
-	if err != nil {
-		return "", cookies, cbErr("idp_unavailable", err)
-	}
-	if isses, ok := q["iss"]; ok || p.meta.AuthorizationResponseIss {
-		if len(isses) != 1 || isses[0] != p.meta.Issuer {
-			return "", cookies, cbErr("invalid_iss", errors.New("iss parameter missing or not the issuer"))
-		}
-	}
 	codes := q["code"]
 	if len(codes) != 1 || codes[0] == "" {
 		return "", cookies, cbErr("invalid_state", errors.New("code missing, empty or repeated"))
 	}
 	returnTo, ok := ValidReturnTo(login.ReturnTo)
-	if !ok {
+	if !ok || !a.isPage(returnTo) {
 		return "", cookies, cbErr("invalid_state", errors.New("return_to no longer valid"))
 	}
 

@@ -329,6 +329,26 @@ func TestCallbackRefusals(t *testing.T) {
 		cb := s.idp.Authorize(t, c, login, cbPrefix)
 		expect(t, c, q("state", cb.Query().Get("state"), "error", "server_error", "error_description", "evil"), "idp_error")
 	})
+	t.Run("provider error with a wrong iss", func(t *testing.T) {
+		c := idptest.NewClient(t)
+		cb := s.idp.Authorize(t, c, login, cbPrefix)
+		expect(t, c, q("state", cb.Query().Get("state"), "error", "access_denied", "iss", "https://evil.example"), "invalid_iss")
+	})
+	t.Run("duplicated state deletes both login cookies", func(t *testing.T) {
+		c := idptest.NewClient(t)
+		cb1 := s.idp.Authorize(t, c, login, cbPrefix)
+		cb2 := s.idp.Authorize(t, c, login, cbPrefix)
+		resp, _ := s.do(c, http.MethodGet, "/auth/callback?"+q("state", cb1.Query().Get("state"), "state", cb2.Query().Get("state"), "code", "x"), nil)
+		var deleted int
+		for _, ck := range resp.Cookies() {
+			if strings.Contains(ck.Name, "-login-") && ck.MaxAge < 0 {
+				deleted++
+			}
+		}
+		if deleted != 2 || resp.Header.Get("Location") != "/?auth_error=invalid_state" {
+			t.Errorf("duplicated state = %q with %d login cookies deleted, want invalid_state and 2", resp.Header.Get("Location"), deleted)
+		}
+	})
 	t.Run("wrong iss", func(t *testing.T) {
 		c := idptest.NewClient(t)
 		cb := s.idp.Authorize(t, c, login, cbPrefix)
@@ -474,7 +494,7 @@ func TestHostileRequests(t *testing.T) {
 		}
 	})
 	t.Run("open redirects", func(t *testing.T) {
-		for _, rt := range []string{"//evil.example", "https://evil.example", "/\\evil.example", "/%2fevil.example", "javascript:alert(1)", "/%0d%0aX:1", "/auth/logout"} {
+		for _, rt := range []string{"//evil.example", "https://evil.example", "/\\evil.example", "/%2fevil.example", "javascript:alert(1)", "/%0d%0aX:1", "/auth/logout", "/api/orders", "/api"} {
 			resp, m := send(http.MethodGet, "/auth/login?return_to="+url.QueryEscape(rt), nil, nil)
 			if resp.StatusCode != 400 || m["error"] != "bad_request" {
 				t.Errorf("/auth/login?return_to=%s = %d, want 400", rt, resp.StatusCode)

@@ -148,6 +148,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		PostLogoutRedirectURL: cfg.OIDC.PostLogoutRedirectURL,
 		ErrorPath:             cfg.OIDC.ErrorPath,
 		AuthPrefix:            prefix,
+		APIPaths:              apiPaths(routes),
 		Lifetime:              cfg.Session.Lifetime,
 		RefreshSkew:           cfg.Session.RefreshSkew,
 		CSRF:                  csrf,
@@ -237,6 +238,15 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	admin.Handle("GET /metrics", m.Handler())
 	built = true
 	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger, closeRedis: closeRedis}, nil
+}
+
+// apiPaths are the route prefixes, which are never pages of the SPA.
+func apiPaths(routes []proxy.Route) []string {
+	var ps []string
+	for _, r := range routes {
+		ps = append(ps, r.Path)
+	}
+	return ps
 }
 
 // longestPrefix is the configured route prefix that takes p.
