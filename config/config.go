@@ -68,11 +68,11 @@ type OIDC struct {
 	ErrorPath string `yaml:"error_path"`
 	// HTTPTimeout bounds each call to the provider.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
-	// BackchannelBaseURL, if set, replaces the scheme and host (and is prefixed to the
-	// path) of the URLs tokenhandler itself fetches: discovery, token, JWKS, userinfo and
-	// revocation. For Docker networks, where the browser and tokenhandler reach the
-	// provider under different names. The issuer and the browser-facing endpoints are
-	// unchanged.
+	// BackchannelBaseURL, if set, is a scheme://host[:port] that replaces the scheme and
+	// host (the paths are kept) of the URLs tokenhandler itself fetches: discovery, token,
+	// JWKS, userinfo and revocation. For Docker networks, where the browser and
+	// tokenhandler reach the provider under different names. The issuer and the
+	// browser-facing endpoints (authorization, end-session) are unchanged.
 	BackchannelBaseURL string `yaml:"backchannel_base_url"`
 }
 

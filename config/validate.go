@@ -153,8 +153,8 @@ func (c *Config) validateOIDC(p *problems) {
 	if o.BackchannelBaseURL != "" {
 		if u, err := parseHTTPURL(o.BackchannelBaseURL); err != nil {
 			p.add("oidc.backchannel_base_url", "%v", err)
-		} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
-			p.add("oidc.backchannel_base_url", "must not have user info, a query or a fragment")
+		} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+			p.add("oidc.backchannel_base_url", "must be scheme://host[:port] only: it replaces the scheme and host of the provider's URLs, whose paths are kept")
 		}
 	}
 }

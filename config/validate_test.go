@@ -286,6 +286,7 @@ func TestValidateRules(t *testing.T) {
 		{"error path newline", func(c *Config) { c.OIDC.ErrorPath = "/x\n" }, "must be a local path"},
 		{"post logout empty", func(c *Config) { c.OIDC.PostLogoutRedirectURL = "" }, "oidc.post_logout_redirect_url (TH_OIDC_POST_LOGOUT_REDIRECT_URL) is required"},
 		{"backchannel relative", func(c *Config) { c.OIDC.BackchannelBaseURL = "keycloak:8080" }, "oidc.backchannel_base_url (TH_OIDC_BACKCHANNEL_BASE_URL)"},
+		{"backchannel with a path", func(c *Config) { c.OIDC.BackchannelBaseURL = "http://gw:8080/idp" }, "oidc.backchannel_base_url (TH_OIDC_BACKCHANNEL_BASE_URL) must be scheme://host[:port] only"},
 		{"no keys", func(c *Config) { c.Cookies.Keys = nil }, "cookies.keys (TH_COOKIES_KEYS) needs at least one key"},
 		{"short key", func(c *Config) { c.Cookies.Keys = []Secret{"AAAA:BBBB"} }, "cookies.keys[0] (TH_COOKIES_KEYS) hash key: is 3 bytes, want 32"},
 		// http

@@ -185,11 +185,12 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		static = staticHandler(cfg.Static.Dir)
 	}
 	cors := &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}}
+	isAuth := func(p string) bool { return p == prefix || strings.HasPrefix(p, prefix+"/") }
 	// route names a request for metrics: a route prefix, never the raw path.
 	route := func(r *http.Request) string {
 		p := r.URL.Path
 		switch {
-		case p == prefix || strings.HasPrefix(p, prefix+"/"):
+		case isAuth(p):
 			return "auth"
 		case px.Match(p):
 			return longestPrefix(routes, p)
@@ -198,7 +199,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		return "other"
 	}
-	public := m.RequestLog(cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	routed := cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A path that is not already clean never reaches routing, whatever it is for.
 		if !proxy.CleanPath(r.URL) {
 			web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
@@ -206,7 +207,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		p := r.URL.Path
 		switch {
-		case p == prefix || strings.HasPrefix(p, prefix+"/"):
+		case isAuth(p):
 			agent.ServeHTTP(w, r)
 		case px.Match(p):
 			px.ServeHTTP(w, r)
@@ -215,7 +216,15 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		default:
 			web.Error(w, http.StatusNotFound, web.CodeNotFound)
 		}
-	})), route, logger)
+	}))
+	public := m.RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer under the auth prefix, a 400 for an unclean path or a CORS
+		// preflight included, is never cached and never framed.
+		if isAuth(r.URL.Path) {
+			web.SecureHeaders(w.Header())
+		}
+		routed.ServeHTTP(w, r)
+	}), route, logger)
 
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

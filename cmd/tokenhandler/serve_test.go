@@ -220,3 +220,75 @@ func waitLogged(t *testing.T, logs *syncBuffer, msg string) string {
 	t.Fatalf("serve did not start: %s", logs.String())
 	return ""
 }
+
+// testApp builds tokenhandler from TH_* settings, without a reachable provider.
+func testApp(t *testing.T, extra map[string]string) *app {
+	t.Helper()
+	kp, _ := session.GenerateKeyPair()
+	env := map[string]string{
+		"TH_PUBLIC_URL": "https://app.example", "TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable",
+		"TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s", "TH_COOKIES_KEYS": kp.String(), "TH_ADMIN_LISTEN": "",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cfg, _, err := config.Load("", func(k string) string { return env[k] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.closeRedis)
+	return a
+}
+
+// TestAuthAnswersAreNeverCachedOrFramed: every answer under the auth prefix carries the
+// security headers, the 400 for an unclean path and a CORS preflight included.
+func TestAuthAnswersAreNeverCachedOrFramed(t *testing.T) {
+	a := testApp(t, map[string]string{"TH_CORS_ALLOWED_ORIGINS": "https://admin.example"})
+	tests := []struct {
+		name, method, path string
+		hdr                map[string]string
+		status             int
+	}{
+		{"session", "GET", "/auth/session", nil, 200},
+		{"unknown", "GET", "/auth/nope", nil, 404},
+		{"wrong method", "GET", "/auth/logout", nil, 405},
+		{"unclean path", "GET", "/auth/%2e%2e/session", nil, 400},
+		{"CORS preflight", "OPTIONS", "/auth/refresh", map[string]string{"Origin": "https://admin.example", "Access-Control-Request-Method": "POST"}, 204},
+		{"login before discovery", "GET", "/auth/login", nil, 503},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, "https://app.example"+tc.path, nil)
+			for k, v := range tc.hdr {
+				r.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			a.public.ServeHTTP(rec, r)
+			if rec.Code != tc.status {
+				t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, rec.Code, tc.status)
+			}
+			for k, want := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"} {
+				if got := rec.Header().Get(k); got != want {
+					t.Errorf("%s %s: %s = %q, want %q", tc.method, tc.path, k, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestServerLimits: header timeout, idle timeout and a 64 KiB header cap, and no write
+// timeout, which would cut streams.
+func TestServerLimits(t *testing.T) {
+	s := newServer(http.NotFoundHandler(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if s.ReadHeaderTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes != 64<<10 || s.WriteTimeout != 0 || s.ReadTimeout != 0 {
+		t.Errorf("newServer: ReadHeaderTimeout=%v IdleTimeout=%v MaxHeaderBytes=%d WriteTimeout=%v ReadTimeout=%v",
+			s.ReadHeaderTimeout, s.IdleTimeout, s.MaxHeaderBytes, s.WriteTimeout, s.ReadTimeout)
+	}
+}
