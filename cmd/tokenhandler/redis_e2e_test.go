@@ -143,7 +143,8 @@ func (c *cluster) startNode(ln net.Listener) *node {
 	if err := a.agent.Discover(ctx); err != nil {
 		t.Fatalf("Discover: %v", err)
 	}
-	srv := &http.Server{Handler: a.public, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes}
+	rec := &recorder{}
+	srv := &http.Server{Handler: rec.wrap(a.public), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes}
 	go func() { _ = srv.Serve(ln) }()
 	n := &node{url: "http://" + ln.Addr().String(), app: a, cfg: cfg, srv: srv, logs: logs}
 	var once sync.Once
@@ -155,6 +156,9 @@ func (c *cluster) startNode(ln net.Listener) *node {
 	}
 	t.Cleanup(func() {
 		n.stop()
+		for _, r := range rec.all() { // every Set-Cookie against the cookie prefix rules
+			idptest.CheckSetCookies(t, r.header)
+		}
 		if t.Failed() {
 			t.Logf("log of replica %s:\n%s", n.url, logs.String())
 		}

@@ -100,6 +100,11 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		_ = srv.Close()
+		// Every Set-Cookie of every response, deletions included, against the
+		// __Host-/__Secure- rules that Go's cookiejar does not enforce.
+		for _, r := range rec.all() {
+			idptest.CheckSetCookies(t, r.header)
+		}
 		if t.Failed() {
 			t.Logf("tokenhandler log:\n%s", logs.String())
 		}
@@ -219,7 +224,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// recorder keeps every response tokenhandler writes.
+// recorder keeps every response tokenhandler writes. One mutex guards all of it, since
+// a test may read while a handler still writes.
 type recorder struct {
 	mu   sync.Mutex
 	resp []*recorded
@@ -227,7 +233,7 @@ type recorder struct {
 
 type recorded struct {
 	path   string
-	header http.Header
+	header http.Header // set when the handler returns
 	body   bytes.Buffer
 }
 
@@ -246,27 +252,39 @@ func (r *recorder) wrap(h http.Handler) http.Handler {
 		r.mu.Lock()
 		r.resp = append(r.resp, rec)
 		r.mu.Unlock()
-		h.ServeHTTP(&teeWriter{ResponseWriter: w, rec: rec}, req)
+		h.ServeHTTP(&teeWriter{ResponseWriter: w, r: r, rec: rec}, req)
+		r.mu.Lock()
 		rec.header = w.Header().Clone()
+		r.mu.Unlock()
 	})
 }
 
+// all returns a snapshot of the responses whose handlers have returned.
 func (r *recorder) all() []*recorded {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*recorded(nil), r.resp...)
+	var out []*recorded
+	for _, rec := range r.resp {
+		if rec.header == nil {
+			continue
+		}
+		cp := &recorded{path: rec.path, header: rec.header.Clone()}
+		cp.body.Write(rec.body.Bytes())
+		out = append(out, cp)
+	}
+	return out
 }
 
 type teeWriter struct {
 	http.ResponseWriter
+	r   *recorder
 	rec *recorded
-	mu  sync.Mutex
 }
 
 func (t *teeWriter) Write(p []byte) (int, error) {
-	t.mu.Lock()
+	t.r.mu.Lock()
 	t.rec.body.Write(p)
-	t.mu.Unlock()
+	t.r.mu.Unlock()
 	return t.ResponseWriter.Write(p)
 }
 
