@@ -109,6 +109,7 @@ type Handler struct {
 	now     func() time.Time
 	rp      *httputil.ReverseProxy
 	limiter *limiter
+	bearers bearerCache
 
 	onUpstream func(string, int, time.Duration)
 	onRefresh  func(string, string, time.Duration)
@@ -485,7 +486,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	setForwarded(pr, h.trusted)
 	stripOwnCookies(out.Header, h.own)
 	delete(out.Header, "Authorization")
-	out.Header.Set("Authorization", "Bearer "+x.sess.AccessToken)
+	out.Header["Authorization"] = []string{h.bearers.header(x.sess.AccessToken)}
 }
 
 // modifyResponse keeps upstreams from setting tokenhandler's cookies and adds the cookies
