@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,8 +204,10 @@ var gmacNonce = make([]byte, 12)
 func (c *openCache) keyOf(name, value string) cacheKey {
 	bp := keyBuffers.Get().(*[]byte)
 	b := append(append(append((*bp)[:0], name...), 0), value...)
+	// The tag goes to the buffer's spare room (after the input, not overlapping it).
+	b = slices.Grow(b, len(cacheKey{}))
 	var k cacheKey
-	c.mac.Seal(k[:0], gmacNonce, nil, b)
+	copy(k[:], c.mac.Seal(b[len(b):len(b)], gmacNonce, nil, b))
 	*bp = b
 	keyBuffers.Put(bp)
 	return k
