@@ -368,9 +368,13 @@ func runGoBench(ctx context.Context, root string, benchtime time.Duration, redis
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
-		res = append(res, parseGoBench(out.Bytes())...)
+		got := parseGoBench(out.Bytes())
+		res = append(res, got...)
 		if err != nil {
 			return res, fmt.Errorf("go test -bench %s: %w\n%s", run[1], err, tail(out.Bytes(), 2048))
+		}
+		if run[1] == "./session" && redisURL != "" && !slices.ContainsFunc(got, func(g goBench) bool { return g.Name == "BenchmarkRedisStoreLoad" }) {
+			return res, fmt.Errorf("BenchmarkRedisStoreLoad did not run: %s", strings.ReplaceAll(string(tail(out.Bytes(), 400)), "\n", " "))
 		}
 	}
 	return res, nil
