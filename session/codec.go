@@ -90,14 +90,51 @@ func (c *codec) open(name, value string, dst encoding.BinaryUnmarshaler) error {
 	var key cacheKey
 	if c.cache != nil {
 		key = c.cache.keyOf(name, value)
-		if plain, ok := c.cache.get(key, time.Now().Unix()); ok {
-			if err := unmarshalString(dst, plain); err != nil {
-				// Cannot happen: it decoded before. Treat it as any other failure.
-				return fmt.Errorf("session: open %s: %w: %w", name, ErrNoSession, err)
-			}
-			return nil
+		if ok, err := c.cached(name, key, dst); ok {
+			return err
 		}
 	}
+	return c.decode(name, value, key, dst)
+}
+
+// openPieces is open for a value carried in pieces (NAME.0, NAME.1, ...), in order: a
+// value opened before is found in the cache without joining its pieces.
+func (c *codec) openPieces(name string, pieces []string, dst encoding.BinaryUnmarshaler) error {
+	if len(pieces) == 1 {
+		return c.open(name, pieces[0], dst)
+	}
+	size := 0
+	for _, p := range pieces {
+		size += len(p)
+	}
+	if size > maxSealed {
+		return fmt.Errorf("session: open %s: %w: value too long", name, ErrNoSession)
+	}
+	var key cacheKey
+	if c.cache != nil {
+		key = c.cache.keyOf(name, pieces...)
+		if ok, err := c.cached(name, key, dst); ok {
+			return err
+		}
+	}
+	return c.decode(name, strings.Join(pieces, ""), key, dst)
+}
+
+// cached decodes the remembered plaintext of key into dst, if there is one.
+func (c *codec) cached(name string, key cacheKey, dst encoding.BinaryUnmarshaler) (bool, error) {
+	plain, ok := c.cache.get(key, time.Now().Unix())
+	if !ok {
+		return false, nil
+	}
+	if err := unmarshalString(dst, plain); err != nil {
+		// Cannot happen: it decoded before. Treat it as any other failure.
+		return true, fmt.Errorf("session: open %s: %w: %w", name, ErrNoSession, err)
+	}
+	return true, nil
+}
+
+// decode opens value with securecookie and remembers its plaintext under key.
+func (c *codec) decode(name, value string, key cacheKey, dst encoding.BinaryUnmarshaler) error {
 	capture := &capturing{dst: dst}
 	if err := securecookie.DecodeMulti(name, value, capture, c.codecs...); err != nil {
 		return fmt.Errorf("session: open %s: %w: %w", name, ErrNoSession, err)
@@ -200,10 +237,14 @@ func newOpenCache(limit int) *openCache {
 // are never shown to anyone.
 var gmacNonce = make([]byte, 12)
 
-// keyOf is the GMAC of name, a NUL (never in a cookie name) and value.
-func (c *openCache) keyOf(name, value string) cacheKey {
+// keyOf is the GMAC of name, a NUL (never in a cookie name) and the value, given whole
+// or in pieces (the same key either way).
+func (c *openCache) keyOf(name string, value ...string) cacheKey {
 	bp := keyBuffers.Get().(*[]byte)
-	b := append(append(append((*bp)[:0], name...), 0), value...)
+	b := append(append((*bp)[:0], name...), 0)
+	for _, v := range value {
+		b = append(b, v...)
+	}
 	// The tag goes to the buffer's spare room (after the input, not overlapping it).
 	b = slices.Grow(b, len(cacheKey{}))
 	var k cacheKey
@@ -383,46 +424,86 @@ func containsString(list []string, s string) bool {
 // the k-th copy of each piece together. It fails when pieces are missing or do not line
 // up, or when the request carried a piece we never write.
 func (c *carried) candidates(name string) ([]string, error) {
-	if len(c.extra) > 0 {
-		return nil, fmt.Errorf("session: open %s: %w: unexpected piece", name, ErrNoSession)
-	}
-	n, copies := 0, 0
-	for n < maxPieces && len(c.pieces[n]) > 0 {
-		copies = max(copies, len(c.pieces[n]))
-		n++
-	}
-	for i := n; i < maxPieces; i++ {
-		if len(c.pieces[i]) > 0 {
-			return nil, fmt.Errorf("session: open %s: %w: missing piece %d", name, ErrNoSession, n)
-		}
-	}
-	if len(c.base)+copies > maxCopies {
-		return nil, fmt.Errorf("session: open %s: %w: too many copies", name, ErrNoSession)
+	n, copies, err := c.layout(name)
+	if err != nil {
+		return nil, err
 	}
 	if copies == 0 {
 		return c.base, nil
 	}
 	out := make([]string, len(c.base), len(c.base)+copies)
 	copy(out, c.base)
+	var pieces [maxPieces]string
 	for k := range copies {
-		size := 0
-		for i := range n {
-			if k >= len(c.pieces[i]) {
-				return nil, fmt.Errorf("session: open %s: %w: missing piece %d", name, ErrNoSession, i)
-			}
-			size += len(c.pieces[i][k])
+		if err := c.copyPieces(name, n, k, &pieces); err != nil {
+			return nil, err
 		}
-		if size > maxSealed {
-			return nil, fmt.Errorf("session: open %s: %w: value too long", name, ErrNoSession)
-		}
-		var b strings.Builder
-		b.Grow(size)
-		for i := range n {
-			b.WriteString(c.pieces[i][k])
-		}
-		out = append(out, b.String())
+		out = append(out, strings.Join(pieces[:n], ""))
 	}
 	return out, nil
+}
+
+// eachCopy calls fn with every copy the request carried of one cookie, in the order of
+// candidates, as the pieces of its sealed value (one piece for the base form), and
+// returns how many there were. It fails as candidates does, or with fn's error.
+func (c *carried) eachCopy(name string, fn func(pieces []string) error) (int, error) {
+	n, copies, err := c.layout(name)
+	if err != nil {
+		return 0, err
+	}
+	for i := range c.base {
+		if err := fn(c.base[i : i+1]); err != nil {
+			return 0, err
+		}
+	}
+	for k := range copies {
+		var pieces [maxPieces]string // on the heap (fn may keep it): only for chunked copies
+		if err := c.copyPieces(name, n, k, &pieces); err != nil {
+			return 0, err
+		}
+		if err := fn(pieces[:n]); err != nil {
+			return 0, err
+		}
+	}
+	return len(c.base) + copies, nil
+}
+
+// layout checks the pieces the request carried of one cookie and returns how many
+// pieces each chunked copy has and how many chunked copies there are.
+func (c *carried) layout(name string) (n, copies int, err error) {
+	if len(c.extra) > 0 {
+		return 0, 0, fmt.Errorf("session: open %s: %w: unexpected piece", name, ErrNoSession)
+	}
+	for n < maxPieces && len(c.pieces[n]) > 0 {
+		copies = max(copies, len(c.pieces[n]))
+		n++
+	}
+	for i := n; i < maxPieces; i++ {
+		if len(c.pieces[i]) > 0 {
+			return 0, 0, fmt.Errorf("session: open %s: %w: missing piece %d", name, ErrNoSession, n)
+		}
+	}
+	if len(c.base)+copies > maxCopies {
+		return 0, 0, fmt.Errorf("session: open %s: %w: too many copies", name, ErrNoSession)
+	}
+	return n, copies, nil
+}
+
+// copyPieces puts the k-th copy of each of the n pieces in dst, checking that they are
+// all there and together not too long.
+func (c *carried) copyPieces(name string, n, k int, dst *[maxPieces]string) error {
+	size := 0
+	for i := range n {
+		if k >= len(c.pieces[i]) {
+			return fmt.Errorf("session: open %s: %w: missing piece %d", name, ErrNoSession, i)
+		}
+		dst[i] = c.pieces[i][k]
+		size += len(dst[i])
+	}
+	if size > maxSealed {
+		return fmt.Errorf("session: open %s: %w: value too long", name, ErrNoSession)
+	}
+	return nil
 }
 
 // cookieAttrs are the attributes every cookie of one kind shares; deletions repeat them.

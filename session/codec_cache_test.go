@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -265,4 +266,44 @@ func FuzzSealedAt(f *testing.F) {
 			t.Fatalf("sealedAt(%q) = %d, but the value starts with %q", v, ts, head)
 		}
 	})
+}
+
+// TestOpenPiecesSharesTheCache: a value carried in pieces is the same cache entry as the
+// value whole, and a changed piece is refused like a changed value.
+func TestOpenPiecesSharesTheCache(t *testing.T) {
+	c := testCodec(t)
+	const name = "__Host-Http-th-at"
+	v := sealAccess(t, c, name, strings.Repeat("t", 3000))
+	third := len(v) / 3
+	pieces := []string{v[:third], v[third : 2*third], v[2*third:]}
+	if c.cache.keyOf(name, pieces...) != c.cache.keyOf(name, v) {
+		t.Fatal("keyOf(pieces) != keyOf(whole value), want the same key")
+	}
+	var p accessPayload
+	if err := c.openPieces(name, pieces, &p); err != nil || len(p.Token) != 3000 {
+		t.Fatalf("openPieces(genuine) = %v, token %d bytes; want nil, 3000", err, len(p.Token))
+	}
+	if got := c.cache.len(); got != 1 {
+		t.Fatalf("cache entries = %d, want 1", got)
+	}
+	var q accessPayload
+	if err := c.open(name, v, &q); err != nil || q.Token != p.Token {
+		t.Fatalf("open(whole value) after openPieces = %v, want the same payload", err)
+	}
+	for i := range pieces {
+		bad := slices.Clone(pieces)
+		b := []byte(bad[i])
+		b[len(b)/2] ^= 1
+		bad[i] = string(b)
+		if err := c.openPieces(name, bad, &q); !errors.Is(err, ErrNoSession) {
+			t.Errorf("openPieces(piece %d changed) = %v, want ErrNoSession", i, err)
+		}
+	}
+	// Pieces moved between positions are another value.
+	if err := c.openPieces(name, []string{pieces[1], pieces[0], pieces[2]}, &q); !errors.Is(err, ErrNoSession) {
+		t.Errorf("openPieces(pieces swapped) = %v, want ErrNoSession", err)
+	}
+	if got := c.cache.len(); got != 1 {
+		t.Fatalf("cache entries after refused values = %d, want 1", got)
+	}
 }

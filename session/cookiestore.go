@@ -199,31 +199,33 @@ func (p *refreshPayload) fresh() boundPayload          { return new(refreshPaylo
 // most specific path first); the others are opened into fresh payloads. It returns the session id, the
 // earliest expiry and how many copies there were.
 func openAll(c *codec, name string, had *carried, dst boundPayload) (string, time.Time, int, error) {
-	values, err := had.candidates(name)
-	if err != nil {
-		return "", time.Time{}, 0, err
-	}
 	var sid string
 	var exp time.Time
-	for i, v := range values {
+	i := 0
+	n, err := had.eachCopy(name, func(pieces []string) error {
 		p := dst
 		if i > 0 {
 			p = dst.fresh()
 		}
-		if err := c.open(name, v, p); err != nil {
-			return "", time.Time{}, 0, err
+		if err := c.openPieces(name, pieces, p); err != nil {
+			return err
 		}
 		id, e := p.binding()
 		switch {
 		case i == 0:
 			sid, exp = id, e
 		case id != sid:
-			return "", time.Time{}, 0, fmt.Errorf("session: open %s: %w: copies of different sessions", name, ErrNoSession)
+			return fmt.Errorf("session: open %s: %w: copies of different sessions", name, ErrNoSession)
 		default:
 			exp = minTime(exp, e)
 		}
+		i++
+		return nil
+	})
+	if err != nil {
+		return "", time.Time{}, 0, err
 	}
-	return sid, exp, len(values), nil
+	return sid, exp, n, nil
 }
 
 func minTime(a, b time.Time) time.Time {
