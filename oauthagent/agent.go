@@ -146,8 +146,9 @@ func (a *Agent) Discover(ctx context.Context) error {
 }
 
 // Run retries discovery with capped exponential backoff until it succeeds or ctx ends.
-// The cap is one second so that the agent is ready within a second of the provider
-// answering.
+// The cap (400 ms, plus up to a quarter of jitter) keeps the agent ready within a second
+// of the provider answering; a failed attempt against a provider that is down costs one
+// refused connection.
 func (a *Agent) Run(ctx context.Context) error {
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -155,7 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if attempt == 1 || attempt%30 == 0 {
+		if attempt == 1 || attempt%100 == 0 {
 			a.log.WarnContext(ctx, "provider discovery failed; retrying", "attempt", attempt, "err", err)
 		}
 		jitter := time.Duration(rand.Int64N(int64(delay) / 4))
@@ -164,7 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(delay + jitter):
 		}
-		delay = min(2*delay, time.Second)
+		delay = min(2*delay, 400*time.Millisecond)
 	}
 }
 
