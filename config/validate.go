@@ -63,7 +63,8 @@ func (c *Config) Validate() error {
 func (c *Config) validateServer(p *problems) {
 	checkAddr(p, "listen", c.Listen, true)
 	checkAddr(p, "admin_listen", c.AdminListen, false)
-	if c.Listen != "" && c.Listen == c.AdminListen {
+	// Port 0 asks for any free port, so two such listeners never collide.
+	if c.Listen != "" && c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		p.add("admin_listen", "must differ from listen (%s)", c.Listen)
 	}
 

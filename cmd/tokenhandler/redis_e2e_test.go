@@ -122,17 +122,7 @@ func (c *cluster) startNode(ln net.Listener) *node {
 			t.Fatal(err)
 		}
 	}
-	var environ []string
-	for k, v := range c.env {
-		environ = append(environ, k+"="+v)
-	}
-	cfg, warnings, err := config.Load("", func(k string) string { return c.env[k] }, environ)
-	if err != nil || len(warnings) > 0 {
-		t.Fatalf("config.Load = %v, warnings %v", err, warnings)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	cfg := envConfig(t, c.env)
 	logs := &syncBuffer{}
 	a, err := newApp(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -43,10 +42,7 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 		"TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable", "TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s",
 		"TH_COOKIES_KEYS": key.String(), "TH_ROUTES": `[{"path":"/api/","upstream":"` + api.URL + `"}]`,
 	}
-	cfg, _, err := config.Load("", func(k string) string { return env[k] }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := envConfig(t, env)
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -156,10 +152,7 @@ func TestServeTLS(t *testing.T) {
 		"TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable", "TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s",
 		"TH_COOKIES_KEYS": kp.String(), "TH_TLS_CERT_FILE": certFile, "TH_TLS_KEY_FILE": keyFile,
 	}
-	cfg, _, err := config.Load("", func(k string) string { return env[k] }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := envConfig(t, env)
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -232,14 +225,7 @@ func testApp(t *testing.T, extra map[string]string) *app {
 	for k, v := range extra {
 		env[k] = v
 	}
-	cfg, _, err := config.Load("", func(k string) string { return env[k] }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := newApp(envConfig(t, env), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

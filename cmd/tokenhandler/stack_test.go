@@ -70,20 +70,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	for k, v := range o.env {
 		env[k] = v
 	}
-	var environ []string
-	for k, v := range env {
-		environ = append(environ, k+"="+v)
-	}
-	cfg, warnings, err := config.Load("", func(k string) string { return env[k] }, environ)
-	if err != nil {
-		t.Fatalf("config.Load: %v", err)
-	}
-	if len(warnings) > 0 {
-		t.Fatalf("config.Load warnings: %v", warnings)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	cfg := envConfig(t, env)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := newApp(cfg, logger)
@@ -110,6 +97,24 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		}
 	})
 	return &stack{t: t, idp: idp, api: api, app: a, cfg: cfg, url: base, logs: logs, rec: rec}
+}
+
+// envConfig is the validated configuration that exactly these TH_* variables give; an
+// error or a warning (an unknown TH_ variable) fails the test.
+func envConfig(t testing.TB, env map[string]string) *config.Config {
+	t.Helper()
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	cfg, warnings, err := config.Load("", func(k string) string { return env[k] }, environ)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("config.Load = %v, warnings %v", err, warnings)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return cfg
 }
 
 // signIn runs a whole login for a fresh browser-like client and returns it.
