@@ -99,6 +99,7 @@ func TestValidateValid(t *testing.T) {
 		{"rotation grace equal to the longest route timeout", func(c *Config) {
 			c.Routes[0].Timeout = 60 * time.Second
 		}},
+		{"both listeners on a free port", func(c *Config) { c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0" }},
 		{"two key ring", func(c *Config) {
 			c.Cookies.Keys = append(c.Cookies.Keys, "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8:YGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8")
 		}},
