@@ -285,6 +285,15 @@ func defaultTransport() http.RoundTripper {
 // Match reports whether a configured route takes path (longest prefix).
 func (h *Handler) Match(path string) bool { return h.match(path) != nil }
 
+// RouteOf returns the configured prefix of the route that takes path (longest prefix),
+// the bounded label metrics and logs use; ok is false when no route takes it.
+func (h *Handler) RouteOf(path string) (prefix string, ok bool) {
+	if rt := h.match(path); rt != nil {
+		return rt.prefix, true
+	}
+	return "", false
+}
+
 func (h *Handler) match(path string) *route {
 	for _, rt := range h.routes {
 		if strings.HasPrefix(path, rt.prefix) {

@@ -777,3 +777,15 @@ func TestNew(t *testing.T) {
 		t.Fatal("New(nil, nil, opts) = nil error, want one")
 	}
 }
+
+func TestRouteOf(t *testing.T) {
+	e := newEnv(t, nil, func(_ *env, o *Options) {
+		o.Routes = append(o.Routes, Route{Path: "/api/admin/", Upstream: o.Routes[0].Upstream})
+	})
+	for path, want := range map[string]string{"/api/x": "/api/", "/api/admin/x": "/api/admin/", "/other": ""} {
+		got, ok := e.h.RouteOf(path)
+		if got != want || ok != (want != "") {
+			t.Errorf("RouteOf(%q) = %q, %v, want %q", path, got, ok, want)
+		}
+	}
+}

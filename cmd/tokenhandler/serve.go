@@ -189,12 +189,13 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	// route names a request for metrics: a route prefix, never the raw path.
 	route := func(r *http.Request) string {
 		p := r.URL.Path
-		switch {
-		case isAuth(p):
+		if isAuth(p) {
 			return "auth"
-		case px.Match(p):
-			return longestPrefix(routes, p)
-		case static != nil:
+		}
+		if rt, ok := px.RouteOf(p); ok {
+			return rt
+		}
+		if static != nil {
 			return "static"
 		}
 		return "other"
@@ -256,17 +257,6 @@ func apiPaths(routes []proxy.Route) []string {
 		ps = append(ps, r.Path)
 	}
 	return ps
-}
-
-// longestPrefix is the configured route prefix that takes p.
-func longestPrefix(routes []proxy.Route, p string) string {
-	best := ""
-	for _, r := range routes {
-		if strings.HasPrefix(p, r.Path) && len(r.Path) > len(best) {
-			best = r.Path
-		}
-	}
-	return best
 }
 
 // Server limits: no WriteTimeout, which would cut streams (SSE, WebSocket, downloads).
