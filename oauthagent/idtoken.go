@@ -188,13 +188,9 @@ func parseAudience(raw json.RawMessage) ([]string, error) {
 // for comparing a refreshed ID token), and to read an access token's exp when the token
 // response had no expires_in.
 func unverifiedClaims(jwt string) (map[string]any, error) {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("oauthagent: not a JWT")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	b, err := jwtPayload(jwt)
 	if err != nil {
-		return nil, fmt.Errorf("oauthagent: jwt payload: %w", err)
+		return nil, err
 	}
 	var m map[string]any
 	d := json.NewDecoder(bytes.NewReader(b))
@@ -203,6 +199,19 @@ func unverifiedClaims(jwt string) (map[string]any, error) {
 		return nil, fmt.Errorf("oauthagent: jwt payload: %w", err)
 	}
 	return m, nil
+}
+
+// jwtPayload decodes a JWT's payload segment, unverified.
+func jwtPayload(jwt string) ([]byte, error) {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("oauthagent: not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("oauthagent: jwt payload: %w", err)
+	}
+	return b, nil
 }
 
 // jwtExpiry returns the exp of a JWT access token, or the zero time when the token is

@@ -2,6 +2,7 @@ package oauthagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -132,23 +133,19 @@ func (r *Refresher) checkRefreshedIDToken(ctx context.Context, p *provider, oldR
 // partyOf reads iss, sub, aud and azp of an ID token that was verified when it entered
 // the session.
 func partyOf(raw string) (*idClaims, error) {
-	m, err := unverifiedClaims(raw)
+	payload, err := jwtPayload(raw)
 	if err != nil {
 		return nil, err
 	}
-	c := &idClaims{}
-	c.Issuer, _ = m["iss"].(string)
-	c.Subject, _ = m["sub"].(string)
-	c.AZP, _ = m["azp"].(string)
-	switch aud := m["aud"].(type) {
-	case string:
-		c.Audience = []string{aud}
-	case []any:
-		for _, v := range aud {
-			s, _ := v.(string)
-			c.Audience = append(c.Audience, s)
-		}
+	var r rawIDClaims
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return nil, fmt.Errorf("oauthagent: session id token: %w", err)
 	}
+	c := &idClaims{Issuer: r.Issuer, Subject: r.Sub}
+	if r.AZP != nil {
+		c.AZP = *r.AZP
+	}
+	c.Audience, _ = parseAudience(r.Aud) // read as at sign-in
 	return c, nil
 }
 
