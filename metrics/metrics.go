@@ -30,6 +30,8 @@ type Metrics struct {
 	upstreamResps *prometheus.CounterVec
 	refreshes     *prometheus.CounterVec
 	refreshDur    *prometheus.HistogramVec
+	renewals      *prometheus.CounterVec
+	refusals      *prometheus.CounterVec
 	tokenEndpoint *prometheus.CounterVec
 	logins        *prometheus.CounterVec
 	redisErrors   *prometheus.CounterVec
@@ -67,6 +69,16 @@ func New() *Metrics {
 			Help:      "Time a refresh took for its caller, by outcome.",
 			Buckets:   prometheus.DefBuckets,
 		}, []string{"outcome"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "request_refreshes_total",
+			Help:      "Refreshes that proxied requests needed, by trigger (proactive, reactive) and outcome. Unlike refreshes_total (token-endpoint calls), this counts every request that waited for one, joined flights and grace entries included.",
+		}, []string{"trigger", "outcome"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "proxy_refusals_total",
+			Help:      "Error answers the proxy wrote itself, by status and error code (upstream failures included).",
+		}, []string{"status", "code"}),
 		tokenEndpoint: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "token_endpoint_requests_total",
@@ -86,7 +98,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.upstream, m.upstreamResps, m.refreshes, m.refreshDur,
+		m.requests, m.upstream, m.upstreamResps, m.refreshes, m.refreshDur, m.renewals, m.refusals,
 		m.tokenEndpoint, m.logins, m.redisErrors,
 	)
 	// Series a dashboard or a test compares before and after exist from the start, at 0.
@@ -102,9 +114,6 @@ func (m *Metrics) Handler() http.Handler {
 	}
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
-
-// Registerer lets a package add collectors of its own to the same registry.
-func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
 
 // Gatherer exposes the registry, for tests and for pushing.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
@@ -125,6 +134,23 @@ func (m *Metrics) Refresh(outcome string, d time.Duration) {
 	}
 	m.refreshes.WithLabelValues(outcome).Inc()
 	m.refreshDur.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// RequestRefresh counts a refresh a proxied request needed, by trigger and outcome
+// (proxy.Options.OnRefresh).
+func (m *Metrics) RequestRefresh(trigger, outcome string, _ time.Duration) {
+	if m == nil {
+		return
+	}
+	m.renewals.WithLabelValues(trigger, outcome).Inc()
+}
+
+// ProxyRefusal counts an error answer the proxy wrote itself (proxy.Options.OnError).
+func (m *Metrics) ProxyRefusal(status int, code string) {
+	if m == nil {
+		return
+	}
+	m.refusals.WithLabelValues(statusLabel(status), code).Inc()
 }
 
 // Upstream records one attempt to reach route's upstream: its latency until the response

@@ -126,12 +126,6 @@ func (a *Agent) Refresher() *Refresher { return a.refresher }
 // Ready reports whether discovery has succeeded.
 func (a *Agent) Ready() bool { return a.provider.Load() != nil }
 
-// BackchannelLogoutSupported reports whether discovery advertised back-channel logout.
-func (a *Agent) BackchannelLogoutSupported() bool {
-	p := a.provider.Load()
-	return p != nil && p.meta.BackchannelLogoutSupport
-}
-
 // Discover makes one discovery attempt and, on success, makes the agent ready.
 func (a *Agent) Discover(ctx context.Context) error {
 	p, err := discover(ctx, &a.opts)
@@ -141,7 +135,7 @@ func (a *Agent) Discover(ctx context.Context) error {
 	a.provider.Store(p)
 	a.log.InfoContext(ctx, "provider discovered", "issuer", p.meta.Issuer, "id_token_algs", p.algs,
 		"revocation", p.meta.RevocationEndpoint != "", "end_session", p.meta.EndSessionEndpoint != "",
-		"iss_parameter", p.meta.AuthorizationResponseIss)
+		"iss_parameter", p.meta.AuthorizationResponseIss, "backchannel_logout", p.meta.BackchannelLogoutSupport)
 	return nil
 }
 

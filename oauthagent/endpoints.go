@@ -113,9 +113,10 @@ func (a *Agent) refresh(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// freshen refreshes s when force is set or its access token is expiring, and puts the
-// new cookies on w. When the provider refused the refresh token, the session's cookies
-// are deleted and the error wraps session.ErrRefreshDenied.
+// freshen renews s (session.Renew, as the proxy does) when force is set or its access
+// token is expiring, and puts the new cookies on w. When the provider refused the
+// refresh token, the session's cookies are deleted and the error wraps
+// session.ErrRefreshDenied.
 func (a *Agent) freshen(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session.Session, force bool) (*session.Session, error) {
 	if !force && !s.NeedsRefresh(a.now(), a.opts.RefreshSkew) {
 		return s, nil
@@ -129,27 +130,11 @@ func (a *Agent) freshen(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		return nil, fmt.Errorf("oauthagent: access token expired and no refresh token: %w", session.ErrNoSession)
 	}
-	// A refresh once sent is never cancelled, and neither is storing its result: a
-	// client that leaves mid-refresh must not leave the Redis store holding the spent
-	// refresh token. Both are bounded by their own timeouts.
-	ctx = context.WithoutCancel(ctx)
-	ns, err := a.refresher.Refresh(ctx, s)
-	if errors.Is(err, session.ErrRefreshDenied) {
-		del, derr := a.store.Delete(ctx, r, s)
-		if derr != nil {
-			a.log.WarnContext(ctx, "deleting an ended session failed", "err", derr)
-		}
-		web.SetCookies(w, del)
-		return nil, err
-	}
+	ns, cookies, err := session.Renew(ctx, a.store, r, s, a.refresher.Refresh)
+	web.SetCookies(w, cookies) // the new session's, or the deletions of a refused one
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("oauthagent: refresh: %w", err)
 	}
-	cookies, err := a.store.Save(ctx, r, ns)
-	if err != nil {
-		return nil, fmt.Errorf("oauthagent: save refreshed session: %w", err)
-	}
-	web.SetCookies(w, cookies)
 	return ns, nil
 }
 

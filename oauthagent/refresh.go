@@ -61,16 +61,7 @@ func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.S
 func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) (t *session.Tokens, err error) {
 	a := r.agent
 	start := time.Now()
-	defer func() {
-		outcome := "success"
-		switch {
-		case errors.Is(err, session.ErrRefreshDenied):
-			outcome = "denied"
-		case err != nil:
-			outcome = "idp_unavailable"
-		}
-		a.obs.Refresh(outcome, time.Since(start))
-	}()
+	defer func() { a.obs.Refresh(session.RefreshOutcome(err), time.Since(start)) }()
 	// A one-shot token source: x/oauth2 gives no hook when it refreshes, so the rotated
 	// refresh token is taken from what it returns (it keeps the old one when the provider
 	// sends none).

@@ -17,8 +17,8 @@ import (
 // path is checked with CleanPath before any routing.
 func ExampleNew() {
 	var (
-		store     session.Store // session.CookieStore or session.RedisStore
-		refresher proxy.Tokens  // *oauthagent.Refresher
+		store     session.Store   // session.CookieStore or session.RedisStore
+		refresher proxy.Refresher // *oauthagent.Refresher
 		names     session.CookieNames
 		auth      http.Handler // the OAuth agent's /auth/* handler
 	)
@@ -37,7 +37,7 @@ func ExampleNew() {
 	cors := &web.CORS{AllowedOrigins: nil, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}}
 	top := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case !proxy.CleanPath(r.URL):
+		case !web.CleanPath(r.URL):
 			web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
 		case p.Match(r.URL.Path):
 			p.ServeHTTP(w, r)

@@ -32,8 +32,9 @@ import (
 	"github.com/tokenhandler/tokenhandler/web"
 )
 
-// Tokens is what the proxy needs from the OAuth agent: oauthagent.Refresher satisfies it.
-type Tokens interface {
+// Refresher is what the proxy needs from the OAuth agent: oauthagent.Refresher satisfies
+// it.
+type Refresher interface {
 	// Refresh returns s with fresh tokens, spending s.RefreshToken at most once across
 	// concurrent callers (and serving the rotation grace entry to late callers with the old
 	// token). Errors wrap session.ErrRefreshDenied (the session is over) or
@@ -88,8 +89,8 @@ type Options struct {
 	// until the upstream's response headers (or the failure).
 	OnUpstream func(route string, status int, d time.Duration)
 	// OnRefresh, when set, is called after every refresh attempt with its trigger
-	// ("proactive" or "reactive"), its outcome ("ok", "denied", "idp_unavailable",
-	// "store_unavailable") and its duration.
+	// ("proactive" or "reactive"), its outcome (session.RefreshOutcome's vocabulary) and
+	// its duration.
 	OnRefresh func(trigger, outcome string, d time.Duration)
 	// OnError, when set, is called with the status and code of every error answer the
 	// proxy writes itself (upstream failures included).
@@ -99,7 +100,7 @@ type Options struct {
 // Handler proxies the configured routes. Build it with New.
 type Handler struct {
 	store   session.Store
-	tokens  Tokens
+	tokens  Refresher
 	routes  []*route // longest prefix first
 	skew    time.Duration
 	csrf    *web.CSRF
@@ -125,6 +126,7 @@ type route struct {
 	methods  []string // nil: any but TRACE and CONNECT
 	allow    string   // the Allow header of a 405
 	timeout  time.Duration
+	handler  http.Handler // routeHandler{h, this route}
 }
 
 const (
@@ -142,7 +144,7 @@ const (
 
 // New returns a Handler for opts.Routes that loads sessions from store and refreshes them
 // with tokens. It reports every problem of opts at once.
-func New(store session.Store, tokens Tokens, opts Options) (*Handler, error) {
+func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) {
 	var errs []error
 	if store == nil {
 		errs = append(errs, errors.New("proxy: a session store is required"))
@@ -191,6 +193,7 @@ func New(store session.Store, tokens Tokens, opts Options) (*Handler, error) {
 			continue
 		}
 		seen[rt.prefix] = true
+		rt.handler = routeHandler{h, rt}
 		h.routes = append(h.routes, rt)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -219,7 +222,7 @@ func New(store session.Store, tokens Tokens, opts Options) (*Handler, error) {
 }
 
 func newRoute(r Route) (*route, error) {
-	if !strings.HasPrefix(r.Path, "/") || !strings.HasSuffix(r.Path, "/") || !cleanDecoded(r.Path) {
+	if !strings.HasPrefix(r.Path, "/") || !strings.HasSuffix(r.Path, "/") || !web.CleanDecoded(r.Path) {
 		return nil, fmt.Errorf("path %q must be a clean path that starts and ends in \"/\"", r.Path)
 	}
 	u := r.Upstream
@@ -332,21 +335,54 @@ var (
 	errUpstreamTimeout = errors.New("proxy: upstream response headers timed out")
 )
 
-// ServeHTTP proxies r: path, route, method, CSRF, session, proactive refresh, forward.
+// ServeHTTP proxies r: path, route, then the route's handler (see Routes).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{in: r}
-	if err := h.serve(w, r, x); err != nil {
-		h.fail(w, x, err)
+	switch {
+	case !web.CleanPath(r.URL):
+		h.fail(w, x, errBadPath)
+	case h.match(r.URL.Path) == nil:
+		h.fail(w, x, errNoRoute)
+	default:
+		h.match(r.URL.Path).handler.ServeHTTP(w, r)
 	}
 }
 
+// RouteHandler is one configured route's handler.
+type RouteHandler struct {
+	// Prefix is the route's path prefix, also the bounded label of metrics and logs.
+	Prefix string
+	// Handler serves a request whose clean path (web.CleanPath) the caller has matched
+	// to Prefix, the longest matching prefix: it neither cleans nor matches again.
+	Handler http.Handler
+}
+
+// Routes returns a handler per configured route, longest prefix first, for a router
+// that matches each request once.
+func (h *Handler) Routes() []RouteHandler {
+	out := make([]RouteHandler, len(h.routes))
+	for i, rt := range h.routes {
+		out[i] = RouteHandler{Prefix: rt.prefix, Handler: rt.handler}
+	}
+	return out
+}
+
+// routeHandler serves one route's matched requests.
+type routeHandler struct {
+	h  *Handler
+	rt *route
+}
+
+func (rh routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{in: r, route: rh.rt}
+	if err := rh.h.serve(w, r, x); err != nil {
+		rh.h.fail(w, x, err)
+	}
+}
+
+// serve is the spine of a proxied request whose path is clean and matched to x.route:
+// method, CSRF, session, proactive refresh, body, forward.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) error {
-	if !CleanPath(r.URL) {
-		return errBadPath
-	}
-	if x.route = h.match(r.URL.Path); x.route == nil {
-		return errNoRoute
-	}
 	if !x.route.allows(r.Method) {
 		return fmt.Errorf("%w: %s", errMethod, r.Method)
 	}
@@ -381,12 +417,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		switch {
 		case s.RefreshToken != "":
 			cookies, err := h.refresh(ctx, x, "proactive")
+			// On w's header now, so that they survive an error answer too (the
+			// deletions of a refused session); ReverseProxy adds the upstream's headers
+			// to them.
+			web.SetCookies(w, cookies)
 			if err != nil {
 				return err
 			}
-			// On w's header now, so that they survive an error answer too; ReverseProxy
-			// adds the upstream's headers to them.
-			web.SetCookies(w, cookies)
 		case !now.Before(s.AccessExpiry):
 			return fmt.Errorf("proxy: access token expired and no refresh token: %w", session.ErrNoSession)
 		}
@@ -421,64 +458,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 	return nil
 }
 
-// refresh refreshes x's session with the given trigger, stores the result and returns the
-// cookies to set. Its errors wrap one of session's sentinels.
+// refresh renews x's session (session.Renew: refresh, then store) and returns the
+// cookies to set: the new session's, or the deletions of a session the provider ended.
+// Its errors wrap one of session's sentinels.
 func (h *Handler) refresh(ctx context.Context, x *exchange, trigger string) ([]*http.Cookie, error) {
 	start := time.Now()
-	outcome := "ok"
-	defer func() {
-		if h.onRefresh != nil {
-			h.onRefresh(trigger, outcome, time.Since(start))
-		}
-	}()
-	// A refresh once sent is never cancelled, and neither is storing its result: a
-	// client that leaves mid-refresh must not leave the Redis store holding the spent
-	// refresh token. Both are bounded by their own timeouts (refresh_timeout, redis.*).
-	ctx = context.WithoutCancel(ctx)
-	ns, err := h.tokens.Refresh(ctx, x.sess)
-	switch {
-	case err == nil && ns == nil:
-		err = fmt.Errorf("proxy: %s refresh: %w: no session returned", trigger, session.ErrIdPUnavailable)
-	case err == nil:
-	case errors.Is(err, session.ErrRefreshDenied):
-		err = fmt.Errorf("proxy: %s refresh: %w", trigger, err)
-	case errors.Is(err, session.ErrIdPUnavailable), errors.Is(err, session.ErrStoreUnavailable):
-		err = fmt.Errorf("proxy: %s refresh: %w", trigger, err)
-	default:
-		// A fault that is not the provider's refusal never ends a session.
-		err = fmt.Errorf("proxy: %s refresh: %w: %w", trigger, session.ErrIdPUnavailable, err)
+	ns, cookies, err := session.Renew(ctx, h.store, x.in, x.sess, h.tokens.Refresh)
+	if h.onRefresh != nil {
+		h.onRefresh(trigger, session.RefreshOutcome(err), time.Since(start))
 	}
 	if err != nil {
-		outcome = refreshOutcome(err)
-		return nil, err
-	}
-	cookies, err := h.store.Save(ctx, x.in, ns)
-	if err != nil {
-		outcome = "store_unavailable"
-		switch {
-		case errors.Is(err, session.ErrNoSession):
-			// The session was ended (back-channel logout) while it refreshed: the
-			// request is unauthenticated, not a store outage.
-			outcome = "ended"
-		case !errors.Is(err, session.ErrStoreUnavailable):
-			err = fmt.Errorf("%w: %w", session.ErrStoreUnavailable, err)
-		}
-		return nil, fmt.Errorf("proxy: save refreshed session: %w", err)
+		return cookies, fmt.Errorf("proxy: %s refresh: %w", trigger, err)
 	}
 	x.sess = ns
 	x.refreshed = true
 	return cookies, nil
-}
-
-func refreshOutcome(err error) string {
-	switch {
-	case errors.Is(err, session.ErrRefreshDenied):
-		return "denied"
-	case errors.Is(err, session.ErrStoreUnavailable):
-		return "store_unavailable"
-	default:
-		return "idp_unavailable"
-	}
 }
 
 // rewrite builds the upstream request: exact path, our forwarding headers, no
@@ -578,15 +572,9 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	switch {
 	case status == http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", x.route.allow)
-	case code == web.CodeSessionExpired:
-		cookies, derr := h.store.Delete(ctx, r, x.sess)
-		if derr != nil {
-			h.log.WarnContext(ctx, "proxy: delete ended session", "err", derr)
-		}
-		web.SetCookies(w, cookies)
 	}
 	// A reactive refresh that succeeded before the retry failed: the rotated refresh
-	// token must still reach the browser.
+	// token must still reach the browser; one the provider refused: the deletions.
 	web.SetCookies(w, x.pending)
 	x.pending = nil
 

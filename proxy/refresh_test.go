@@ -76,8 +76,8 @@ func TestProactiveRefresh(t *testing.T) {
 		t.Fatalf("upstream requests = %d, Authorization %q; want 1 with Bearer at-1-new", len(reqs), reqs[0].Header.Get("Authorization"))
 	}
 	wantNewCookies(t, w, "at-1-new")
-	if got := e.refreshLog(); !slices.Equal(got, []string{"proactive/ok"}) {
-		t.Fatalf("OnRefresh calls = %q, want [proactive/ok]", got)
+	if got := e.refreshLog(); !slices.Equal(got, []string{"proactive/success"}) {
+		t.Fatalf("OnRefresh calls = %q, want [proactive/success]", got)
 	}
 
 	t.Run("not yet within the skew", func(t *testing.T) {
@@ -164,8 +164,8 @@ func TestReactiveRefresh(t *testing.T) {
 			t.Fatalf("refreshes = %d, want 1", got)
 		}
 		wantNewCookies(t, w, "at-1-new")
-		if got := e.refreshLog(); !slices.Equal(got, []string{"reactive/ok"}) {
-			t.Fatalf("OnRefresh calls = %q, want [reactive/ok]", got)
+		if got := e.refreshLog(); !slices.Equal(got, []string{"reactive/success"}) {
+			t.Fatalf("OnRefresh calls = %q, want [reactive/success]", got)
 		}
 		if got := e.upstreams; !slices.Equal(got, []string{"/api/ 200"}) {
 			t.Fatalf("OnUpstream calls = %q, want one for the final answer", got)

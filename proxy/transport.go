@@ -33,10 +33,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	res.Body.Close()
 
 	cookies, err := t.h.refresh(req.Context(), x, "reactive")
+	x.pending = cookies // set by fail if the refresh or the retry fails
 	if err != nil {
 		return nil, err
 	}
-	x.pending = cookies
 
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", "Bearer "+x.sess.AccessToken)

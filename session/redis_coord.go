@@ -19,15 +19,8 @@ import (
 // flight key), Redis holds a lease lock and, once the refresh is done, the rotation grace
 // entry, both under the hash tag {flight key} so that the scripts below touch one hash
 // slot. A replica that finds the lock taken waits for the holder's notification on the
-// events:refresh channel ("<flight key> ok|denied|failed") or for the lease to lapse; it
-// never polls.
-
-// Outcomes published when a refresh ends.
-const (
-	outcomeOK     = "ok"
-	outcomeDenied = "denied" // the provider refused the refresh token: the session is over
-	outcomeFailed = "failed" // the provider could not be asked, or gave no usable answer
-)
+// events:refresh channel ("<flight key> <outcome>", in the vocabulary of RefreshOutcome)
+// or for the lease to lapse; it never polls.
 
 // downBackoff: after Redis failed, flights skip it for this long (in this process only).
 const downBackoff = time.Second
@@ -126,9 +119,9 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 		case outcome := <-notes:
 			timer.Stop()
 			switch outcome {
-			case outcomeDenied:
+			case RefreshDenied:
 				return nil, fmt.Errorf("session: refresh: %w (at another replica)", ErrRefreshDenied)
-			case outcomeFailed:
+			case RefreshIdPUnavailable:
 				return nil, fmt.Errorf("session: refresh: %w (at another replica)", ErrIdPUnavailable)
 			}
 		case <-timer.C:
@@ -190,12 +183,12 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight str
 	close(stop)
 	wg.Wait()
 
-	outcome, sealed := outcomeOK, []byte(nil)
+	outcome, sealed := RefreshSuccess, []byte(nil)
 	switch {
 	case errors.Is(err, ErrRefreshDenied):
-		outcome = outcomeDenied
+		outcome = RefreshDenied
 	case err != nil:
-		outcome = outcomeFailed
+		outcome = RefreshIdPUnavailable
 	default:
 		var serr error
 		if sealed, serr = sealTokens(keys, t); serr != nil {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
@@ -25,21 +24,72 @@ import (
 // app is tokenhandler wired from a Config: the public handler, the admin handler and
 // the background work (discovery) they need.
 type app struct {
-	public  http.Handler
-	admin   http.Handler
-	agent   *oauthagent.Agent
-	metrics *metrics.Metrics
-	log     *slog.Logger
+	public http.Handler
+	admin  http.Handler
+	agent  *oauthagent.Agent
 	// closeRedis ends the Redis subscription and closes the client (a no-op without
 	// redis.url).
 	closeRedis func()
 }
 
-// newApp translates cfg into the packages' own options and connects them.
-func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
+// newApp translates cfg into the packages' own options and connects them, one builder
+// per part: keys and routes, Redis, the session stores, the agent, the proxy, then the
+// public router and the admin mux.
+func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 	// Log lines written while serving a request carry its request id.
 	logger = slog.New(metrics.NewLogHandler(logger.Handler()))
 	m := metrics.New()
+	keys, err := cookieKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	routes, err := proxyRoutes(cfg)
+	if err != nil {
+		return nil, err
+	}
+	shared, closeRedis, err := newRedis(cfg, logger, m)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeRedis()
+		}
+	}()
+	stores, err := newStores(cfg, keys, routes, shared, logger)
+	if err != nil {
+		return nil, err
+	}
+	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
+	agent, err := newAgent(cfg, stores, routes, shared, csrf, m, logger)
+	if err != nil {
+		return nil, err
+	}
+	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, m, logger)
+	if err != nil {
+		return nil, err
+	}
+	parts := routerParts{
+		AuthPrefix: cfg.AuthPrefix,
+		Agent:      agent,
+		Routes:     px.Routes(),
+		CORS:       &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}},
+		Metrics:    m,
+		Logger:     logger,
+	}
+	if cfg.Static.Dir != "" {
+		parts.Static = staticHandler(cfg.Static.Dir)
+	}
+	return &app{
+		public:     newRouter(parts),
+		admin:      newAdmin(agent, shared, m, logger),
+		agent:      agent,
+		closeRedis: closeRedis,
+	}, nil
+}
+
+// cookieKeys parses cookies.keys: the first pair seals, every pair opens.
+func cookieKeys(cfg *config.Config) ([]session.KeyPair, error) {
 	var keys []session.KeyPair
 	for i, k := range cfg.Cookies.Keys {
 		kp, err := session.ParseKeyPair(string(k))
@@ -48,8 +98,11 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		keys = append(keys, kp)
 	}
-	prefix := cfg.AuthPrefix
-	refreshPaths := []string{prefix + "/refresh", prefix + "/logout", prefix + "/userinfo"}
+	return keys, nil
+}
+
+// proxyRoutes translates routes into the proxy's own type.
+func proxyRoutes(cfg *config.Config) ([]proxy.Route, error) {
 	var routes []proxy.Route
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(r.Upstream)
@@ -57,6 +110,51 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("routes: %s: upstream: %w", r.Path, err)
 		}
 		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout})
+	}
+	return routes, nil
+}
+
+// newRedis connects to redis.url, when set: it holds the sessions (store: redis) or only
+// what replicas share (refresh coordination, back-channel logout's deny list). Without
+// redis.url it returns nil and a no-op close.
+func newRedis(cfg *config.Config, logger *slog.Logger, m *metrics.Metrics) (*session.Redis, func(), error) {
+	if cfg.Redis.URL == "" {
+		return nil, func() {}, nil
+	}
+	client, mode, err := redisclient.New(redisclient.Options{
+		URL:                string(cfg.Redis.URL),
+		DialTimeout:        cfg.Redis.DialTimeout,
+		ReadTimeout:        cfg.Redis.ReadTimeout,
+		WriteTimeout:       cfg.Redis.WriteTimeout,
+		MaxRetries:         cfg.Redis.MaxRetries,
+		PoolSize:           cfg.Redis.PoolSize,
+		TLSCAFile:          cfg.Redis.TLSCAFile,
+		InsecureSkipVerify: cfg.Redis.TLSInsecureSkipVerify,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis.url (TH_REDIS_URL): %w", err)
+	}
+	redisclient.LogTo(logger)
+	shared := session.NewRedis(client, session.RedisOptions{KeyPrefix: cfg.Redis.KeyPrefix, Logger: logger, OnError: m.RedisError})
+	logger.Info("redis configured", "mode", mode, "store", cfg.Session.Store, "key_prefix", cfg.Redis.KeyPrefix)
+	return shared, func() {
+		_ = shared.Close()
+		_ = client.Close()
+	}, nil
+}
+
+// stores are where sessions and login attempts live, and what ends sessions for
+// back-channel logout (nil without Redis).
+type stores struct {
+	store       session.Store
+	logins      *session.LoginJar
+	backchannel oauthagent.BackchannelSessions
+}
+
+func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route, shared *session.Redis, logger *slog.Logger) (*stores, error) {
+	prefix := cfg.AuthPrefix
+	refreshPaths := []string{prefix + "/refresh", prefix + "/logout", prefix + "/userinfo"}
+	for _, r := range routes {
 		refreshPaths = append(refreshPaths, r.Path)
 	}
 	cookieOpts := session.CookieOptions{
@@ -66,42 +164,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		RefreshPaths: refreshPaths,
 		Lifetime:     cfg.Session.Lifetime,
 	}
-	// Redis, when configured, holds the sessions (store: redis) or only what replicas
-	// share (refresh coordination, back-channel logout's deny list).
-	var (
-		shared      *session.Redis
-		closeRedis  = func() {}
-		store       session.Store
-		backchannel oauthagent.BackchannelSessions
-		built       bool
-	)
-	defer func() {
-		if !built {
-			closeRedis()
-		}
-	}()
-	if cfg.Redis.URL != "" {
-		client, mode, err := redisclient.New(redisclient.Options{
-			URL:                string(cfg.Redis.URL),
-			DialTimeout:        cfg.Redis.DialTimeout,
-			ReadTimeout:        cfg.Redis.ReadTimeout,
-			WriteTimeout:       cfg.Redis.WriteTimeout,
-			MaxRetries:         cfg.Redis.MaxRetries,
-			PoolSize:           cfg.Redis.PoolSize,
-			TLSCAFile:          cfg.Redis.TLSCAFile,
-			InsecureSkipVerify: cfg.Redis.TLSInsecureSkipVerify,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("redis.url (TH_REDIS_URL): %w", err)
-		}
-		redisclient.LogTo(logger)
-		shared = session.NewRedis(client, session.RedisOptions{KeyPrefix: cfg.Redis.KeyPrefix, Logger: logger, OnError: m.RedisError})
-		closeRedis = func() {
-			_ = shared.Close()
-			_ = client.Close()
-		}
-		logger.Info("redis configured", "mode", mode, "store", cfg.Session.Store, "key_prefix", cfg.Redis.KeyPrefix)
-	}
+	var st stores
 	if cfg.Session.Store == "redis" {
 		rs, err := session.NewRedisStore(shared, session.RedisStoreOptions{
 			Keys:        keys,
@@ -113,30 +176,38 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		if err != nil {
 			return nil, err
 		}
-		store, backchannel = rs, rs
+		st.store, st.backchannel = rs, rs
 	} else {
 		if shared != nil {
 			deny := session.NewDenyList(shared, session.DenyListOptions{Lifetime: cfg.Session.Lifetime, Logger: logger})
-			cookieOpts.Ended, backchannel = deny.Ended, deny
+			cookieOpts.Ended, st.backchannel = deny.Ended, deny
 		}
 		cs, err := session.NewCookieStore(cookieOpts)
 		if err != nil {
 			return nil, err
 		}
-		store = cs
+		st.store = cs
 	}
 	logins, err := session.NewLoginJar(cookieOpts)
 	if err != nil {
 		return nil, err
 	}
+	st.logins = logins
+	return &st, nil
+}
+
+func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, shared *session.Redis, csrf *web.CSRF, m *metrics.Metrics, logger *slog.Logger) (*oauthagent.Agent, error) {
 	coord := session.NewCoordinator(session.CoordinatorOptions{
 		Grace:   cfg.Session.RotationGrace,
 		Timeout: cfg.Session.RefreshTimeout,
 		Logger:  logger,
 		Redis:   shared,
 	})
-	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
-	agent, err := oauthagent.New(store, logins, coord, oauthagent.Options{
+	var apiPaths []string // never pages of the SPA: a return_to under one is refused
+	for _, r := range routes {
+		apiPaths = append(apiPaths, r.Path)
+	}
+	return oauthagent.New(st.store, st.logins, coord, oauthagent.Options{
 		Issuer:                cfg.OIDC.Issuer,
 		BackchannelBaseURL:    cfg.OIDC.BackchannelBaseURL,
 		ClientID:              cfg.OIDC.ClientID,
@@ -147,19 +218,19 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		RedirectURL:           cfg.RedirectURL(),
 		PostLogoutRedirectURL: cfg.OIDC.PostLogoutRedirectURL,
 		ErrorPath:             cfg.OIDC.ErrorPath,
-		AuthPrefix:            prefix,
-		APIPaths:              apiPaths(routes),
+		AuthPrefix:            cfg.AuthPrefix,
+		APIPaths:              apiPaths,
 		Lifetime:              cfg.Session.Lifetime,
 		RefreshSkew:           cfg.Session.RefreshSkew,
 		CSRF:                  csrf,
 		HTTPClient:            &http.Client{Timeout: cfg.OIDC.HTTPTimeout, Transport: m.Transport(http.DefaultTransport)},
 		Logger:                logger,
 		Observer:              m,
-		Backchannel:           backchannel,
+		Backchannel:           st.backchannel,
 	})
-	if err != nil {
-		return nil, err
-	}
+}
+
+func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, m *metrics.Metrics, logger *slog.Logger) (*proxy.Handler, error) {
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -168,7 +239,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		trusted = append(trusted, pfx)
 	}
-	px, err := proxy.New(store, agent.Refresher(), proxy.Options{
+	return proxy.New(store, tokens, proxy.Options{
 		Routes:         routes,
 		RefreshSkew:    cfg.Session.RefreshSkew,
 		CSRF:           csrf,
@@ -176,57 +247,14 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		OwnCookie:      session.NewCookieNames(cfg.Cookies.Prefix, !cfg.Cookies.Secure).Owns,
 		Logger:         logger,
 		OnUpstream:     m.Upstream,
+		OnRefresh:      m.RequestRefresh,
+		OnError:        m.ProxyRefusal,
 	})
-	if err != nil {
-		return nil, err
-	}
-	var static http.Handler
-	if cfg.Static.Dir != "" {
-		static = staticHandler(cfg.Static.Dir)
-	}
-	cors := &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}}
-	isAuth := func(p string) bool { return p == prefix || strings.HasPrefix(p, prefix+"/") }
-	// route names a request for metrics: a route prefix, never the raw path.
-	route := func(r *http.Request) string {
-		p := r.URL.Path
-		if isAuth(p) {
-			return "auth"
-		}
-		if rt, ok := px.RouteOf(p); ok {
-			return rt
-		}
-		if static != nil {
-			return "static"
-		}
-		return "other"
-	}
-	routed := cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A path that is not already clean never reaches routing, whatever it is for.
-		if !proxy.CleanPath(r.URL) {
-			web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
-			return
-		}
-		p := r.URL.Path
-		switch {
-		case isAuth(p):
-			agent.ServeHTTP(w, r)
-		case px.Match(p):
-			px.ServeHTTP(w, r)
-		case static != nil:
-			static.ServeHTTP(w, r)
-		default:
-			web.Error(w, http.StatusNotFound, web.CodeNotFound)
-		}
-	}))
-	public := m.RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Every answer under the auth prefix, a 400 for an unclean path or a CORS
-		// preflight included, is never cached and never framed.
-		if isAuth(r.URL.Path) {
-			web.SecureHeaders(w.Header())
-		}
-		routed.ServeHTTP(w, r)
-	}), route, logger)
+}
 
+// newAdmin is the admin listener's mux: liveness, readiness (discovery done, Redis
+// reachable) and the metrics.
+func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics, logger *slog.Logger) http.Handler {
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -246,17 +274,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", m.Handler())
-	built = true
-	return &app{public: public, admin: admin, agent: agent, metrics: m, log: logger, closeRedis: closeRedis}, nil
-}
-
-// apiPaths are the route prefixes, which are never pages of the SPA.
-func apiPaths(routes []proxy.Route) []string {
-	var ps []string
-	for _, r := range routes {
-		ps = append(ps, r.Path)
-	}
-	return ps
+	return admin
 }
 
 // Server limits: no WriteTimeout, which would cut streams (SSE, WebSocket, downloads).
@@ -336,3 +354,6 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	return errors.Join(errs...)
 }
+
+// The agent's Refresher is what the proxy refreshes through.
+var _ proxy.Refresher = (*oauthagent.Refresher)(nil)
