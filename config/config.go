@@ -3,9 +3,11 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,8 @@ type Config struct {
 	Redis   Redis   `yaml:"redis"`
 	// Routes are the proxied API prefixes. In the environment, TH_ROUTES is a JSON array.
 	Routes []Route `yaml:"routes"`
+	Server Server  `yaml:"server"`
+	Proxy  Proxy   `yaml:"proxy"`
 	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	CORS           CORS     `yaml:"cors"`
@@ -184,6 +188,58 @@ func (r *Route) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Server is the public listener's limits. There is no write timeout: it would cut
+// streams (SSE, WebSocket, downloads).
+type Server struct {
+	// ReadHeaderTimeout bounds the time to read a request's headers; a connection that
+	// sends nothing for this long holds no per-request state.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// BodyTimeout cuts a request whose body makes no progress for this long.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// IdleTimeout closes a keep-alive connection idle for this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Proxy is the proxy's memory limits.
+type Proxy struct {
+	// ReplayMemory bounds all replay buffers together (request bodies kept for a retry
+	// after a reactive refresh); past it a request is forwarded unbuffered and not
+	// replayed.
+	ReplayMemory ByteSize `yaml:"replay_memory"`
+}
+
+// ByteSize is a size in bytes, written as a number with an optional unit: "64MiB",
+// "512KiB", "1GiB", "1048576" (B, KiB, MiB and GiB; KB, MB and GB mean the same
+// powers of two).
+type ByteSize int64
+
+// UnmarshalText parses a size such as "64MiB".
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(s[len(num):])
+	mult, ok := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "KB": 1 << 10, "MiB": 1 << 20, "MB": 1 << 20, "GiB": 1 << 30, "GB": 1 << 30}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 0 || n > (1<<62)/mult {
+		return errors.New(`not a size (want e.g. "64MiB", "512KiB", "1048576")`)
+	}
+	*b = ByteSize(n * mult)
+	return nil
+}
+
+// String writes the size with the largest unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		name string
+		n    int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.n == 0 {
+			return strconv.FormatInt(int64(b)/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
 // CORS is cross-origin access for SPAs served from another origin.
 type CORS struct {
 	// AllowedOrigins are exact origins (scheme://host[:port]); empty: CORS off.
@@ -264,8 +320,14 @@ func Default() *Config {
 			WriteTimeout: 500 * time.Millisecond,
 			MaxRetries:   1,
 		},
-		CSRF: CSRF{Header: "X-CSRF"},
-		Log:  Log{Level: "info", Format: "json"},
+		Server: Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			BodyTimeout:       30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+		},
+		Proxy: Proxy{ReplayMemory: 64 << 20},
+		CSRF:  CSRF{Header: "X-CSRF"},
+		Log:   Log{Level: "info", Format: "json"},
 	}
 }
 

@@ -155,6 +155,8 @@ func describe(t reflect.Type) string {
 	switch {
 	case t == durationType:
 		return `a duration such as "30s", "500ms" or "12h"`
+	case t == byteSizeType:
+		return `a size such as "64MiB", "512KiB" or "1048576"`
 	case t.Kind() == reflect.Bool:
 		return "true or false"
 	case t.Kind() == reflect.Int:
@@ -215,6 +217,7 @@ type leaf struct {
 
 var (
 	durationType = reflect.TypeFor[time.Duration]()
+	byteSizeType = reflect.TypeFor[ByteSize]()
 	leavesOnce   = sync.OnceValue(func() []leaf { return collectLeaves(reflect.TypeFor[Config](), "", nil) })
 )
 
@@ -273,6 +276,9 @@ func setFromString(v reflect.Value, s string) error {
 		}
 		v.SetInt(int64(d))
 		return nil
+	}
+	if v.Type() == byteSizeType {
+		return v.Addr().Interface().(*ByteSize).UnmarshalText([]byte(s))
 	}
 	switch v.Kind() {
 	case reflect.String:

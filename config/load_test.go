@@ -205,7 +205,8 @@ var allEnv = []string{
 	"TH_REDIS_URL", "TH_REDIS_URL_FILE", "TH_REDIS_KEY_PREFIX", "TH_REDIS_DIAL_TIMEOUT",
 	"TH_REDIS_READ_TIMEOUT", "TH_REDIS_WRITE_TIMEOUT", "TH_REDIS_MAX_RETRIES", "TH_REDIS_POOL_SIZE",
 	"TH_REDIS_TLS_CA_FILE", "TH_REDIS_TLS_INSECURE_SKIP_VERIFY",
-	"TH_ROUTES", "TH_TRUSTED_PROXIES", "TH_CORS_ALLOWED_ORIGINS", "TH_CSRF_HEADER", "TH_STATIC_DIR",
+	"TH_ROUTES", "TH_SERVER_READ_HEADER_TIMEOUT", "TH_SERVER_BODY_TIMEOUT", "TH_SERVER_IDLE_TIMEOUT",
+	"TH_PROXY_REPLAY_MEMORY", "TH_TRUSTED_PROXIES", "TH_CORS_ALLOWED_ORIGINS", "TH_CSRF_HEADER", "TH_STATIC_DIR",
 	"TH_TLS_CERT_FILE", "TH_TLS_KEY_FILE", "TH_LOG_LEVEL", "TH_LOG_FORMAT",
 }
 
@@ -266,6 +267,8 @@ func TestEveryKeyHasAnEnvOverride(t *testing.T) {
 				want = value
 			case k.typ == reflect.TypeFor[time.Duration]():
 				value, want = "7s", 7*time.Second
+			case k.typ == reflect.TypeFor[ByteSize]():
+				value, want = "7MiB", ByteSize(7<<20)
 			case k.typ.Kind() == reflect.String:
 				value = "env-" + k.key
 				want = reflect.ValueOf(value).Convert(k.typ).Interface()
@@ -517,4 +520,55 @@ func TestLoadEdgeCases(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		bad  bool
+	}{
+		{in: "64MiB", want: 64 << 20},
+		{in: "512KiB", want: 512 << 10},
+		{in: "1GiB", want: 1 << 30},
+		{in: "1048576", want: 1 << 20},
+		{in: " 2 MB ", want: 2 << 20},
+		{in: "7B", want: 7},
+		{in: "", bad: true},
+		{in: "MiB", bad: true},
+		{in: "-1MiB", bad: true},
+		{in: "1.5MiB", bad: true},
+		{in: "1TiB", bad: true},
+		{in: "99999999999999GiB", bad: true},
+	}
+	for _, tc := range tests {
+		var b ByteSize
+		err := b.UnmarshalText([]byte(tc.in))
+		switch {
+		case tc.bad && err == nil:
+			t.Errorf("UnmarshalText(%q) = %d, want an error", tc.in, b)
+		case !tc.bad && (err != nil || b != tc.want):
+			t.Errorf("UnmarshalText(%q) = %d, %v, want %d", tc.in, b, err, tc.want)
+		}
+	}
+	if got := ByteSize(64 << 20).String(); got != "64MiB" {
+		t.Errorf("String() = %q, want 64MiB", got)
+	}
+}
+
+func TestReplayMemoryFromYAML(t *testing.T) {
+	for in, want := range map[string]ByteSize{`"8MiB"`: 8 << 20, `2097152`: 2 << 20} {
+		path := writeFile(t, "c.yaml", "proxy:\n  replay_memory: "+in+"\n")
+		cfg, _, err := Load(path, envMap{}.getenv, nil)
+		if err != nil {
+			t.Fatalf("Load(replay_memory: %s) error = %v", in, err)
+		}
+		if cfg.Proxy.ReplayMemory != want {
+			t.Errorf("Load(replay_memory: %s) = %d, want %d", in, cfg.Proxy.ReplayMemory, want)
+		}
+	}
+	path := writeFile(t, "c.yaml", "proxy:\n  replay_memory: lots\n")
+	if _, _, err := Load(path, envMap{}.getenv, nil); err == nil || !strings.Contains(err.Error(), "proxy.replay_memory") {
+		t.Errorf("Load(replay_memory: lots) error = %v, want one naming proxy.replay_memory", err)
+	}
 }

@@ -56,6 +56,7 @@ func (c *Config) Validate() error {
 	c.validateSession(&p)
 	c.validateRedis(&p)
 	c.validateRoutes(&p)
+	c.validateLimits(&p)
 	c.validateHTTP(&p)
 	return errors.Join(p...)
 }
@@ -181,8 +182,23 @@ func (c *Config) validateCookies(p *problems) {
 		if seen[key] {
 			p.addIndexed("cookies.keys", i, "", "repeats an earlier key")
 		}
+		if slices.Contains(DemoCookieKeys, string(key)) && !c.loopbackPublicURL() {
+			p.addIndexed("cookies.keys", i, "", "is a published demo key: anyone can forge sessions with it; make your own with tokenhandler keygen (a demo key is accepted only with a loopback public_url)")
+		}
 		seen[key] = true
 	}
+}
+
+// DemoCookieKeys are cookie keys published with the project's demos
+// (docker-compose.yml). Validate accepts them only with a loopback public_url.
+var DemoCookieKeys = []string{
+	"p/atM/4EEieHumqWwOTW1Ctkw5MShqIpkRhuMQSniTk=:JM2zcdVBkyxXMF/LfcmgL4vTITl7cJ6c8wgZvGHRn0I=",
+}
+
+// loopbackPublicURL reports whether public_url names a loopback host.
+func (c *Config) loopbackPublicURL() bool {
+	u, err := url.Parse(c.PublicURL)
+	return err == nil && u.Host != "" && isLoopbackHost(u.Hostname())
 }
 
 func (c *Config) validateSession(p *problems) {
@@ -315,10 +331,24 @@ func (c *Config) validateRoutes(p *problems) {
 // other.
 func overlaps(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
 
+// validateLimits checks the server's timeouts and the proxy's memory bound.
+func (c *Config) validateLimits(p *problems) {
+	positive(p, "server.read_header_timeout", c.Server.ReadHeaderTimeout)
+	positive(p, "server.body_timeout", c.Server.BodyTimeout)
+	positive(p, "server.idle_timeout", c.Server.IdleTimeout)
+	if m := c.Proxy.ReplayMemory; m < 1<<20 {
+		p.add("proxy.replay_memory", "must be at least 1MiB (one replayable body), got %s", m)
+	}
+}
+
 func (c *Config) validateHTTP(p *problems) {
 	for _, s := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(s); err != nil {
+		pfx, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
 			p.add("trusted_proxies", "has %q, which is not a CIDR (e.g. 10.0.0.0/8, 192.0.2.7/32)", s)
+		case pfx.Bits() == 0:
+			p.add("trusted_proxies", "has %q, which trusts every client to set X-Forwarded-*: list your proxies' addresses", s)
 		}
 	}
 	for _, o := range c.CORS.AllowedOrigins {
@@ -334,6 +364,8 @@ func (c *Config) validateHTTP(p *problems) {
 			p.add("cors.allowed_origins", "has %q, which is not an origin (scheme://host[:port], no path)", o)
 		case canonicalOrigin(u) != o:
 			p.add("cors.allowed_origins", "has %q: write it as the browser sends it, %q", o, canonicalOrigin(u))
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			p.add("cors.allowed_origins", "has %q: a plain-http origin off loopback can be impersonated on the network; use https://", o)
 		}
 	}
 	h := c.CSRF.Header

@@ -129,7 +129,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 			ErrorPath:             "//evil.example.com",
 			BackchannelBaseURL:    "ftp://idp",
 		},
-		Cookies: Cookies{Prefix: "th;", Keys: []Secret{"nocolon", testKey, testKey}},
+		Cookies: Cookies{Prefix: "th;", Keys: []Secret{"nocolon", testKey, testKey, Secret(DemoCookieKeys[0])}},
 		Session: Session{Store: "memcached", Lifetime: time.Minute, RefreshSkew: time.Hour, RotationGrace: time.Second, RefreshTimeout: -time.Second},
 		Redis:   Redis{URL: "http://:hunter2@redis", MaxRetries: -1, PoolSize: -1},
 		Routes: []Route{
@@ -140,8 +140,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 			{Path: "/v1/", Upstream: "http://127.0.0.1:1", Timeout: time.Second},
 			{Path: "/a/../b/", Upstream: "http://127.0.0.1:1", Timeout: time.Second},
 		},
-		TrustedProxies: []string{"10.0.0.1", "not-a-cidr"},
-		CORS:           CORS{AllowedOrigins: []string{"*", "https://a.example.com/", "HTTPS://B.example.com", "https://c.example.com:443"}},
+		TrustedProxies: []string{"10.0.0.1", "not-a-cidr", "0.0.0.0/0", "::/0", "10.0.0.0/8"},
+		CORS:           CORS{AllowedOrigins: []string{"*", "https://a.example.com/", "HTTPS://B.example.com", "https://c.example.com:443", "http://d.example.com", "http://localhost:3000"}},
 		CSRF:           CSRF{Header: "Content-Type"},
 		Static:         Static{Dir: filepath.Join(t.TempDir(), "missing")},
 		TLS:            TLS{CertFile: "cert.pem"},
@@ -168,6 +168,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"cookies.prefix (TH_COOKIES_PREFIX) must be 1 to 32 letters",
 		`cookies.keys[0] (TH_COOKIES_KEYS) is not "<base64 hash key>:<base64 block key>" (no colon)`,
 		"cookies.keys[2] (TH_COOKIES_KEYS) repeats an earlier key",
+		"cookies.keys[3] (TH_COOKIES_KEYS) is a published demo key",
 		"session.store (TH_SESSION_STORE) must be one of cookie, redis",
 		"session.idle_timeout (TH_SESSION_IDLE_TIMEOUT) must be a positive duration",
 		"session.refresh_timeout (TH_SESSION_REFRESH_TIMEOUT) must be a positive duration",
@@ -192,11 +193,18 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`routes[5].path (TH_ROUTES) must be a clean path`,
 		`trusted_proxies (TH_TRUSTED_PROXIES) has "10.0.0.1", which is not a CIDR`,
 		`trusted_proxies (TH_TRUSTED_PROXIES) has "not-a-cidr", which is not a CIDR`,
+		`trusted_proxies (TH_TRUSTED_PROXIES) has "0.0.0.0/0", which trusts every client`,
+		`trusted_proxies (TH_TRUSTED_PROXIES) has "::/0", which trusts every client`,
 		`cors.allowed_origins (TH_CORS_ALLOWED_ORIGINS) must list exact origins, not "*"`,
 		`cors.allowed_origins (TH_CORS_ALLOWED_ORIGINS) has "https://a.example.com/", which is not an origin`,
 		`cors.allowed_origins (TH_CORS_ALLOWED_ORIGINS) has "HTTPS://B.example.com": write it as the browser sends it, "https://b.example.com"`,
 		`cors.allowed_origins (TH_CORS_ALLOWED_ORIGINS) has "https://c.example.com:443": write it as the browser sends it, "https://c.example.com"`,
+		`cors.allowed_origins (TH_CORS_ALLOWED_ORIGINS) has "http://d.example.com": a plain-http origin off loopback`,
 		`csrf.header (TH_CSRF_HEADER) "Content-Type" cannot protect against CSRF`,
+		"server.read_header_timeout (TH_SERVER_READ_HEADER_TIMEOUT) must be a positive duration",
+		"server.body_timeout (TH_SERVER_BODY_TIMEOUT) must be a positive duration",
+		"server.idle_timeout (TH_SERVER_IDLE_TIMEOUT) must be a positive duration",
+		"proxy.replay_memory (TH_PROXY_REPLAY_MEMORY) must be at least 1MiB",
 		"static.dir (TH_STATIC_DIR) cannot be read",
 		"tls.cert_file (TH_TLS_CERT_FILE) and tls.key_file (TH_TLS_KEY_FILE) must be set together",
 		"tls.cert_file (TH_TLS_CERT_FILE) cannot be read",
@@ -244,6 +252,20 @@ func TestValidateRules(t *testing.T) {
 		{"public_url default port", func(c *Config) { c.PublicURL = "https://app.example.com:443" }, "must be written as the browser writes it"},
 		{"public_url bad port", func(c *Config) { c.PublicURL = "https://app.example.com:99999" }, "has a bad port"},
 		{"public_url javascript", func(c *Config) { c.PublicURL = "javascript:alert(1)" }, "must be an absolute http"},
+		// the published demo cookie key: loopback only
+		{"demo key, https public_url", func(c *Config) { c.Cookies.Keys = []Secret{Secret(DemoCookieKeys[0])} }, "cookies.keys[0] (TH_COOKIES_KEYS) is a published demo key"},
+		{"demo key, localhost", func(c *Config) {
+			c.PublicURL, c.OIDC.PostLogoutRedirectURL = "http://localhost:8080", "http://localhost:8080/"
+			c.Cookies.Keys = []Secret{Secret(DemoCookieKeys[0])}
+		}, ""},
+		// trusted proxies and CORS origins that would trust anyone
+		{"trusted_proxies /0", func(c *Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, "which trusts every client"},
+		{"trusted_proxies /8", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8"} }, ""},
+		{"cors http off loopback", func(c *Config) { c.CORS.AllowedOrigins = []string{"http://admin.example.com"} }, "a plain-http origin off loopback"},
+		{"cors http loopback", func(c *Config) { c.CORS.AllowedOrigins = []string{"http://127.0.0.1:5173"} }, ""},
+		// server and proxy limits
+		{"body_timeout zero", func(c *Config) { c.Server.BodyTimeout = 0 }, "server.body_timeout (TH_SERVER_BODY_TIMEOUT) must be a positive duration"},
+		{"replay_memory under 1MiB", func(c *Config) { c.Proxy.ReplayMemory = 1<<20 - 1 }, "proxy.replay_memory (TH_PROXY_REPLAY_MEMORY) must be at least 1MiB"},
 		// issuer
 		{"http issuer, non-loopback", func(c *Config) { c.OIDC.Issuer = "http://idp.example.com" }, "oidc.issuer (TH_OIDC_ISSUER) must be https://"},
 		{"http issuer, 127.1.2.3", func(c *Config) { c.OIDC.Issuer = "http://127.1.2.3:5556" }, ""},

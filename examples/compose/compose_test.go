@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenhandler/tokenhandler/config"
 )
 
 const root = "../.."
@@ -161,4 +164,18 @@ func staticSource(t *testing.T, volumes []string, dir string) string {
 	}
 	t.Fatalf("no volume is mounted at TH_STATIC_DIR=%s", dir)
 	return ""
+}
+
+// The compose file's cookie key is public: check-config must know it as a demo key, so
+// that it is refused with any public_url but a loopback one.
+func TestComposeCookieKeyIsAKnownDemoKey(t *testing.T) {
+	var c composeFile
+	load(t, "docker-compose.yml", &c)
+	key := c.Services["tokenhandler"].Environment["TH_COOKIES_KEYS"]
+	if key == "" {
+		t.Fatal("docker-compose.yml: tokenhandler has no TH_COOKIES_KEYS")
+	}
+	if !slices.Contains(config.DemoCookieKeys, key) {
+		t.Errorf("docker-compose.yml's TH_COOKIES_KEYS is not in config.DemoCookieKeys: a copy of the demo could run with a public key off loopback")
+	}
 }
