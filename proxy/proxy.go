@@ -78,6 +78,10 @@ type Options struct {
 	// MaxIdleConnsPerHost 256, MaxIdleConns 1024, IdleConnTimeout 90s and compression
 	// left to client and upstream.
 	Transport http.RoundTripper
+	// ReplayMemory bounds the memory of all replay buffers together (request bodies kept
+	// for the retry after a reactive refresh); past it a request is forwarded unbuffered
+	// and not replayed. 0 means 64 MiB.
+	ReplayMemory int64
 	// Logger receives errors; nil means slog.Default(). No token or cookie is ever logged.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -111,6 +115,8 @@ type Handler struct {
 	rp      *httputil.ReverseProxy
 	limiter *limiter
 	bearers bearerCache
+	// replayMem bounds all replay buffers together.
+	replayMem *memBudget
 
 	onUpstream func(string, int, time.Duration)
 	onRefresh  func(string, string, time.Duration)
@@ -133,6 +139,8 @@ const (
 	defaultTimeout = 30 * time.Second
 	// maxReplayBody is the largest request body kept for a reactive retry.
 	maxReplayBody = 1 << 20
+	// defaultReplayMemory bounds all replay buffers together by default.
+	defaultReplayMemory = 64 << 20
 	// reactiveWindow is how often one session may have a reactive refresh.
 	reactiveWindow = time.Minute
 	// maxReactiveEntries bounds the reactive-refresh memory.
@@ -171,12 +179,16 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		log:        opts.Logger,
 		now:        opts.Now,
 		limiter:    newLimiter(reactiveWindow, maxReactiveEntries),
+		replayMem:  &memBudget{max: opts.ReplayMemory},
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
+	}
+	if h.replayMem.max == 0 {
+		h.replayMem.max = defaultReplayMemory
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -397,8 +409,43 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		return err
 	}
 
+	// The session first: a request without one never gets a body buffer.
 	ctx := r.Context()
-	s, err := h.store.Load(ctx, r)
+	if err := h.load(ctx, x); err != nil {
+		return err
+	}
+	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
+	if upgrade && !websocket {
+		out.Header = withoutUpgrade(r.Header)
+	}
+	if !websocket {
+		bodyStart := h.now()
+		release, err := h.readBody(x, out)
+		defer release()
+		if err != nil {
+			return err
+		}
+		// A slow upload must not act on tokens loaded before it: by now another request
+		// may have rotated them (the Redis store has the latest; in cookie mode the
+		// refresh below finds them in the rotation grace entry).
+		if h.now().Sub(bodyStart) > time.Second {
+			if err := h.load(ctx, x); err != nil {
+				return err
+			}
+		}
+	}
+	if err := h.refreshIfExpiring(ctx, w, x); err != nil {
+		return err
+	}
+	x.start = time.Now()
+	h.rp.ServeHTTP(w, out)
+	return nil
+}
+
+// load loads x's session from the store; a session without an access token or past its
+// lifetime is no session.
+func (h *Handler) load(ctx context.Context, x *exchange) error {
+	s, err := h.store.Load(ctx, x.in)
 	switch {
 	case errors.Is(err, session.ErrStoreUnavailable):
 		return fmt.Errorf("proxy: load session: %w", err)
@@ -407,55 +454,72 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		return fmt.Errorf("proxy: load session: %w: %w", session.ErrNoSession, err)
 	case s == nil || s.AccessToken == "":
 		return fmt.Errorf("proxy: load session: %w: no access token", session.ErrNoSession)
-	}
-	x.sess = s
-	now := h.now()
-	if s.Expired(now) {
+	case s.Expired(h.now()):
 		return fmt.Errorf("proxy: load session: %w: past its lifetime", session.ErrNoSession)
 	}
-	if s.NeedsRefresh(now, h.skew) {
-		switch {
-		case s.RefreshToken != "":
-			cookies, err := h.refresh(ctx, x, "proactive")
-			// On w's header now, so that they survive an error answer too (the
-			// deletions of a refused session); ReverseProxy adds the upstream's headers
-			// to them.
-			web.SetCookies(w, cookies)
-			if err != nil {
-				return err
-			}
-		case !now.Before(s.AccessExpiry):
-			return fmt.Errorf("proxy: access token expired and no refresh token: %w", session.ErrNoSession)
-		}
-		// Expiring soon but not yet expired and no refresh token: forward it while it lasts.
-	}
+	x.sess = s
+	return nil
+}
 
-	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
-	if upgrade && !websocket {
-		out.Header = withoutUpgrade(r.Header)
+// refreshIfExpiring is the proactive refresh: before forwarding an access token that
+// expires within the effective skew.
+func (h *Handler) refreshIfExpiring(ctx context.Context, w http.ResponseWriter, x *exchange) error {
+	s, now := x.sess, h.now()
+	if !s.NeedsRefresh(now, h.skew) {
+		return nil
 	}
-	switch n := r.ContentLength; {
-	case websocket, n < 0, n > maxReplayBody:
-		// Not replayable: an upgrade, a chunked or unknown-length body, or a large one.
+	switch {
+	case s.RefreshToken != "":
+		cookies, err := h.refresh(ctx, x, "proactive")
+		// On w's header now, so that they survive an error answer too (the deletions of
+		// a refused session); ReverseProxy adds the upstream's headers to them.
+		web.SetCookies(w, cookies)
+		return err
+	case !now.Before(s.AccessExpiry):
+		return fmt.Errorf("proxy: access token expired and no refresh token: %w", session.ErrNoSession)
+	}
+	// Expiring soon but not yet expired and no refresh token: forward it while it lasts.
+	return nil
+}
+
+// readBody makes out's body replayable when it can: no body, or a Content-Length up to
+// maxReplayBody that arrives whole while the replay memory lasts (readReplayBody). A
+// body read only in part goes on unbuffered behind what was read. release drops the
+// exchange's hold on the buffer once the request is done.
+func (h *Handler) readBody(x *exchange, out *http.Request) (release func(), err error) {
+	release = func() {}
+	n := x.in.ContentLength
+	switch {
 	case n == 0:
 		x.replayable = true
-	default:
-		x.body = newReplayBody(int(n))
-		defer x.body.release() // the exchange's reference
-		if _, err := io.ReadFull(r.Body, x.body.b); err != nil {
-			return fmt.Errorf("%w: %w", errBadBody, err)
-		}
-		x.replayable = true
-		out.Body = x.body.reader()
-		out.GetBody = func() (io.ReadCloser, error) { return x.body.reader(), nil }
-		// ReverseProxy never closes the body it is given (it sends it wrapped in a
-		// reader whose Close does nothing): close it once ReverseProxy is done, which
-		// also stops a transport still reading it (see replayBody).
-		defer out.Body.Close()
+		return release, nil
+	case n < 0, n > maxReplayBody:
+		return release, nil // chunked, unknown length or large: streamed, not replayable
 	}
-	x.start = time.Now()
-	h.rp.ServeHTTP(w, out)
-	return nil
+	rb, complete, err := readReplayBody(x.in.Body, int(n), h.replayMem)
+	if rb == nil {
+		return release, nil // no replay memory left: streamed
+	}
+	release = rb.release // the exchange's reference
+	if err != nil {
+		return release, fmt.Errorf("%w: %w", errBadBody, err)
+	}
+	body := rb.reader()
+	// ReverseProxy never closes the body it is given (it sends it wrapped in a reader
+	// whose Close does nothing): close it once ReverseProxy is done, which also stops a
+	// transport still reading it (see replayBody).
+	release = func() { body.Close(); rb.release() }
+	if !complete {
+		out.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(body, x.in.Body), body}
+		return release, nil
+	}
+	x.body, x.replayable = rb, true
+	out.Body = body
+	out.GetBody = func() (io.ReadCloser, error) { return rb.reader(), nil }
+	return release, nil
 }
 
 // refresh renews x's session (session.Renew: refresh, then store) and returns the

@@ -28,6 +28,7 @@ type replayBody struct {
 	buf   *[]byte // the pooled buffer
 	class int     // log2 of len(*buf)
 	refs  atomic.Int32
+	mem   *memBudget // holds len(*buf) of it until the last release; nil: none
 }
 
 const (
@@ -59,10 +60,72 @@ func (rb *replayBody) reader() io.ReadCloser {
 	return &replayReader{r: bytes.NewReader(rb.b), rb: rb}
 }
 
-// release drops one reference; the last returns the buffer to its pool.
+// release drops one reference; the last returns the buffer to its pool and its size to
+// the memory budget.
 func (rb *replayBody) release() {
 	if rb.refs.Add(-1) == 0 {
 		replayPools[rb.class-minReplayClass].Put(rb.buf)
+		if rb.mem != nil {
+			rb.mem.give(1 << rb.class)
+		}
+	}
+}
+
+// memBudget bounds the memory of all replay buffers together (proxy.replay_memory).
+type memBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// take reserves n bytes, or reports false if that would pass the bound.
+func (m *memBudget) take(n int64) bool {
+	if m.used.Add(n) > m.max {
+		m.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (m *memBudget) give(n int64) { m.used.Add(-n) }
+
+// readReplayBody reads a body of n bytes (1 <= n <= maxReplayBody) from r into a pooled
+// buffer that grows as the bytes arrive (4 KiB, then doubling), never sized from the
+// declared length alone: a client that declares 1 MiB and sends one byte holds 4 KiB.
+// Every buffer is reserved from mem first. When mem cannot cover the next buffer,
+// reading stops: complete is false, rb holds what arrived so far and the caller
+// forwards the rest unbuffered. The returned body holds one reference (the caller's).
+func readReplayBody(r io.Reader, n int, mem *memBudget) (rb *replayBody, complete bool, err error) {
+	first := min(n, 1<<minReplayClass)
+	if !mem.take(1 << minReplayClass) {
+		return nil, false, nil
+	}
+	rb = newReplayBody(first)
+	rb.mem = mem
+	rb.b = rb.b[:0]
+	for {
+		m, err := r.Read((*rb.buf)[len(rb.b):min(n, len(*rb.buf))])
+		rb.b = rb.b[:len(rb.b)+m]
+		switch {
+		case len(rb.b) == n:
+			return rb, true, nil
+		case errors.Is(err, io.EOF):
+			return rb, false, io.ErrUnexpectedEOF
+		case err != nil:
+			return rb, false, err
+		case len(rb.b) < len(*rb.buf):
+			continue
+		}
+		// Full and more to come: move to a buffer twice the size, if mem allows.
+		size := min(2*len(*rb.buf), 1<<maxReplayClass)
+		if !mem.take(int64(size)) {
+			return rb, false, nil
+		}
+		next := newReplayBody(size)
+		next.mem = mem
+		copy(next.b, rb.b)
+		next.b = next.b[:len(rb.b)]
+		rb.release()
+		rb = next
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/proxy"
@@ -16,6 +17,7 @@ import (
 // once at start:
 //
 //	request log (request id, the target's metric label, one log line)
+//	 -> body timeout (server.body_timeout: a body without progress is cut)
 //	 -> security headers (auth prefix only: every answer, errors included)
 //	 -> CORS (preflights answered here)
 //	 -> clean-path check (400 bad_request, before any target sees the path)
@@ -38,13 +40,14 @@ type target struct {
 
 // routerParts are the targets and the layers around them.
 type routerParts struct {
-	AuthPrefix string
-	Agent      http.Handler
-	Routes     []proxy.RouteHandler // longest prefix first (proxy.Handler.Routes)
-	Static     http.Handler         // nil: no SPA files, a JSON 404 instead
-	CORS       *web.CORS
-	Metrics    *metrics.Metrics
-	Logger     *slog.Logger
+	AuthPrefix  string
+	Agent       http.Handler
+	Routes      []proxy.RouteHandler // longest prefix first (proxy.Handler.Routes)
+	Static      http.Handler         // nil: no SPA files, a JSON 404 instead
+	CORS        *web.CORS
+	BodyTimeout time.Duration // server.body_timeout
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
 }
 
 func newRouter(p routerParts) *router {
@@ -54,6 +57,7 @@ func newRouter(p routerParts) *router {
 		if label == "auth" {
 			h = secureHeaders(h)
 		}
+		h = web.BodyTimeout(h, p.BodyTimeout)
 		return p.Metrics.RequestLog(h, func(*http.Request) string { return label }, p.Logger)
 	}
 	rt := &router{authPrefix: p.AuthPrefix, auth: chain("auth", p.Agent)}

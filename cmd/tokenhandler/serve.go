@@ -70,12 +70,13 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	parts := routerParts{
-		AuthPrefix: cfg.AuthPrefix,
-		Agent:      agent,
-		Routes:     px.Routes(),
-		CORS:       &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}},
-		Metrics:    m,
-		Logger:     logger,
+		AuthPrefix:  cfg.AuthPrefix,
+		Agent:       agent,
+		Routes:      px.Routes(),
+		CORS:        &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}},
+		BodyTimeout: cfg.Server.BodyTimeout,
+		Metrics:     m,
+		Logger:      logger,
 	}
 	if cfg.Static.Dir != "" {
 		parts.Static = staticHandler(cfg.Static.Dir)
@@ -244,6 +245,7 @@ func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, r
 		RefreshSkew:    cfg.Session.RefreshSkew,
 		CSRF:           csrf,
 		TrustedProxies: trusted,
+		ReplayMemory:   int64(cfg.Proxy.ReplayMemory),
 		OwnCookie:      session.NewCookieNames(cfg.Cookies.Prefix, !cfg.Cookies.Secure).Owns,
 		Logger:         logger,
 		OnUpstream:     m.Upstream,
@@ -277,19 +279,18 @@ func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics
 	return admin
 }
 
-// Server limits: no WriteTimeout, which would cut streams (SSE, WebSocket, downloads).
+// Server limits beside server.*: no WriteTimeout, which would cut streams (SSE,
+// WebSocket, downloads); the body timeout is the router's (web.BodyTimeout).
 const (
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10 // a 4 KB token makes about 11 KB of cookies
-	shutdownGrace     = 30 * time.Second
+	maxHeaderBytes = 64 << 10 // a 4 KB token makes about 11 KB of cookies
+	shutdownGrace  = 30 * time.Second
 )
 
-func newServer(h http.Handler, logger *slog.Logger) *http.Server {
+func newServer(h http.Handler, cfg *config.Config, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -310,7 +311,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen (TH_LISTEN): %w", err)
 	}
-	pub := newServer(a.public, logger)
+	pub := newServer(a.public, cfg, logger)
 	servers := []*http.Server{pub}
 	errc := make(chan error, 2)
 	go func() {
@@ -330,7 +331,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			_ = pub.Close()
 			return fmt.Errorf("admin_listen (TH_ADMIN_LISTEN): %w", err)
 		}
-		adm := newServer(a.admin, logger)
+		adm := newServer(a.admin, cfg, logger)
 		servers = append(servers, adm)
 		go func() { errc <- adm.Serve(aln) }()
 		logger.Info("admin listening", "addr", aln.Addr().String())

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -269,11 +270,13 @@ func TestAuthAnswersAreNeverCachedOrFramed(t *testing.T) {
 	}
 }
 
-// TestServerLimits: header timeout, idle timeout and a 64 KiB header cap, and no write
-// timeout, which would cut streams.
+// TestServerLimits: header and idle timeouts from server.*, a 64 KiB header cap, and no
+// write or whole-read timeout, which would cut streams and slow uploads.
 func TestServerLimits(t *testing.T) {
-	s := newServer(http.NotFoundHandler(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if s.ReadHeaderTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes != 64<<10 || s.WriteTimeout != 0 || s.ReadTimeout != 0 {
+	cfg := config.Default()
+	cfg.Server.ReadHeaderTimeout, cfg.Server.IdleTimeout = 7*time.Second, 77*time.Second
+	s := newServer(http.NotFoundHandler(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if s.ReadHeaderTimeout != 7*time.Second || s.IdleTimeout != 77*time.Second || s.MaxHeaderBytes != 64<<10 || s.WriteTimeout != 0 || s.ReadTimeout != 0 {
 		t.Errorf("newServer: ReadHeaderTimeout=%v IdleTimeout=%v MaxHeaderBytes=%d WriteTimeout=%v ReadTimeout=%v",
 			s.ReadHeaderTimeout, s.IdleTimeout, s.MaxHeaderBytes, s.WriteTimeout, s.ReadTimeout)
 	}
