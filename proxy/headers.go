@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -57,19 +59,95 @@ func cookieName(pair string) string {
 	return strings.TrimSpace(pair)
 }
 
-// dropOwnSetCookies removes every Set-Cookie of h that would set one of tokenhandler's
-// cookies: an upstream must never plant or clear a session cookie.
-func dropOwnSetCookies(h http.Header, own func(string) bool) {
+// cleanResponseHeaders removes from an upstream's answer what only tokenhandler may
+// say to the browser: Set-Cookie lines that would set one of tokenhandler's cookies (any
+// prefix or chunk), carry a Domain attribute (a cookie for other hosts of the site), or
+// have no name; Clear-Site-Data (it would wipe the session's cookies); and every
+// Access-Control-* header (tokenhandler alone answers CORS).
+func cleanResponseHeaders(h http.Header, own func(string) bool) {
+	for k := range h {
+		if len(k) > len("Access-Control-") && strings.EqualFold(k[:len("Access-Control-")], "Access-Control-") {
+			delete(h, k)
+		}
+	}
+	delete(h, "Clear-Site-Data")
 	vs := h["Set-Cookie"]
-	if !slices.ContainsFunc(vs, func(v string) bool { return own(cookieName(v)) }) {
+	if !slices.ContainsFunc(vs, func(v string) bool { return badSetCookie(v, own) }) {
 		return
 	}
-	kept := slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return own(cookieName(v)) })
+	kept := slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return badSetCookie(v, own) })
 	if len(kept) == 0 {
 		delete(h, "Set-Cookie")
 		return
 	}
 	h["Set-Cookie"] = kept
+}
+
+// badSetCookie reports whether an upstream's Set-Cookie line must not reach the browser.
+func badSetCookie(line string, own func(string) bool) bool {
+	pair, attrs, _ := strings.Cut(line, ";")
+	name := cookieName(pair)
+	if name == "" || !strings.Contains(pair, "=") || own(name) {
+		return true
+	}
+	for attr := range strings.SplitSeq(attrs, ";") {
+		k, _, _ := strings.Cut(attr, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "domain") {
+			return true
+		}
+	}
+	return false
+}
+
+// Request headers that some servers obey to re-route or re-method a request: never
+// passed on.
+var reroutingHeaders = [...]string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// guardedHeaders are the headers tokenhandler sets, replaces or removes on the way
+// upstream, lower case: a client's variant of one of them (another case is folded by
+// net/http already; '_' for '-', a trailing '-' or '_') is removed, since some upstream
+// stacks fold '_' into '-' and would read it as ours.
+var guardedHeaders = map[string]bool{
+	"authorization": true, "cookie": true, "forwarded": true, "x-real-ip": true,
+	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
+	"x-forwarded-port": true, "x-forwarded-prefix": true, "x-request-id": true, "dpop": true,
+	"connection": true, "keep-alive": true, "proxy-connection": true, "te": true,
+	"trailer": true, "transfer-encoding": true, "upgrade": true, "proxy-authorization": true,
+	"host": true, "content-length": true,
+	"x-original-url": true, "x-rewrite-url": true, "x-http-method-override": true,
+	"x-http-method": true, "x-method-override": true,
+}
+
+// dropSmuggledHeaders removes the re-routing headers and every variant of a guarded
+// header from an upstream request.
+func dropSmuggledHeaders(h http.Header) {
+	for _, k := range reroutingHeaders {
+		delete(h, k)
+	}
+	for k := range h {
+		// net/http canonicalises names it can: a variant differs from ours by a '_' or a
+		// trailing '-', so names without either are skipped at once.
+		if strings.IndexByte(k, '_') < 0 && !strings.HasSuffix(k, "-") {
+			continue
+		}
+		if guardedHeaders[foldName(k)] {
+			delete(h, k)
+		}
+	}
+}
+
+// foldName lower-cases a header name, reads '_' as '-' and drops trailing '-'.
+func foldName(k string) string {
+	b := []byte(k)
+	for i, c := range b {
+		switch {
+		case c == '_':
+			b[i] = '-'
+		case 'A' <= c && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return strings.TrimRight(string(b), "-")
 }
 
 // forwardingHeader reports whether a header name carries forwarding information that only
@@ -106,34 +184,42 @@ func foldDash(s, want string) bool {
 }
 
 // setForwarded sets X-Forwarded-For/Host/Proto on the outgoing request. A peer in
-// trusted keeps what it sent (X-Forwarded-For gets the peer appended, as
-// ProxyRequest.SetXForwarded does); from any other peer every forwarding header is
-// dropped and ours are set from the connection alone.
-func setForwarded(pr *httputil.ProxyRequest, trusted []netip.Prefix) {
+// trusted keeps what it sent, with X-Forwarded-For getting the peer appended; from any
+// other peer every forwarding header is dropped. What tokenhandler sets itself comes
+// from the TCP peer and public (the public origin, "scheme://host"), never from the
+// client's Host header: X-Forwarded-Host and -Proto are public's host and scheme.
+func setForwarded(pr *httputil.ProxyRequest, trusted []netip.Prefix, public *url.URL) {
 	out := pr.Out.Header
-	if peerTrusted(pr.In.RemoteAddr, trusted) {
+	trustedPeer := peerTrusted(pr.In.RemoteAddr, trusted)
+	if trustedPeer {
 		// ReverseProxy removed these four before Rewrite; a trusted peer's values come back.
 		for _, k := range [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 			if v, ok := pr.In.Header[k]; ok {
 				out[k] = slices.Clone(v)
 			}
 		}
-		host, proto := out.Get("X-Forwarded-Host"), out.Get("X-Forwarded-Proto")
-		pr.SetXForwarded()
-		if host != "" {
-			out.Set("X-Forwarded-Host", host)
+	} else {
+		for k := range out {
+			if forwardingHeader(k) {
+				delete(out, k)
+			}
 		}
-		if proto != "" {
-			out.Set("X-Forwarded-Proto", proto)
+	}
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
 		}
+		out["X-Forwarded-For"] = []string{ip}
+	}
+	if public == nil {
 		return
 	}
-	for k := range out {
-		if forwardingHeader(k) {
-			delete(out, k)
-		}
+	if _, ok := out["X-Forwarded-Host"]; !ok {
+		out["X-Forwarded-Host"] = []string{public.Host}
 	}
-	pr.SetXForwarded()
+	if _, ok := out["X-Forwarded-Proto"]; !ok {
+		out["X-Forwarded-Proto"] = []string{public.Scheme}
+	}
 }
 
 func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {

@@ -109,6 +109,7 @@ type Handler struct {
 	skew    time.Duration
 	csrf    *web.CSRF
 	trusted []netip.Prefix
+	public  *url.URL // the public origin: X-Forwarded-Host and -Proto; nil: not set
 	own     func(string) bool
 	log     *slog.Logger
 	now     func() time.Time
@@ -186,6 +187,9 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 	}
 	if h.log == nil {
 		h.log = slog.Default()
+	}
+	if opts.CSRF != nil && opts.CSRF.PublicOrigin != "" {
+		h.public, _ = url.Parse(opts.CSRF.PublicOrigin)
 	}
 	if h.replayMem.max == 0 {
 		h.replayMem.max = defaultReplayMemory
@@ -550,7 +554,8 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = x.route.upstream.Host
 	out.URL.Path, out.URL.RawPath = x.route.outPath(pr.In.URL)
 	out.Host = ""
-	setForwarded(pr, h.trusted)
+	setForwarded(pr, h.trusted, h.public)
+	dropSmuggledHeaders(out.Header)
 	stripOwnCookies(out.Header, h.own)
 	delete(out.Header, "Authorization")
 	out.Header["Authorization"] = []string{h.bearers.header(x.sess.AccessToken)}
@@ -560,7 +565,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 // of a reactive refresh.
 func (h *Handler) modifyResponse(res *http.Response) error {
 	x := exchangeFrom(res.Request.Context())
-	dropOwnSetCookies(res.Header, h.own)
+	cleanResponseHeaders(res.Header, h.own)
 	for _, c := range x.pending {
 		if v := c.String(); v != "" {
 			res.Header.Add("Set-Cookie", v)

@@ -565,13 +565,16 @@ func TestForwardedHeaders(t *testing.T) {
 	t.Run("untrusted peer", func(t *testing.T) {
 		r := e.req("GET", "/api/x", nil)
 		r.RemoteAddr = "192.0.2.7:4444"
+		r.Host = "evil.example" // the client's own Host never becomes X-Forwarded-Host
 		for k, v := range spoofed {
 			r.Header[k] = v
 		}
 		e.do(r)
 		reqs := e.up.requests()
 		got := reqs[len(reqs)-1].Header
-		want := map[string]string{"X-Forwarded-For": "192.0.2.7", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Proto": "http"}
+		// Host and proto are public_url's (https://app.example.com), not the client's
+		// Host header or this plain-http connection.
+		want := map[string]string{"X-Forwarded-For": "192.0.2.7", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Proto": "https"}
 		for k, v := range want {
 			if !slices.Equal(got[k], []string{v}) {
 				t.Errorf("upstream %s = %q, want [%q]", k, got[k], v)
