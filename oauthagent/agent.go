@@ -43,7 +43,8 @@ type Options struct {
 	RefreshSkew time.Duration // session.refresh_skew; 0 means 30s
 	CSRF        *web.CSRF
 	// HTTPClient makes every call to the provider; it must carry a timeout. nil means a
-	// client with a 10 s timeout.
+	// client with a 10 s timeout. Redirects are never followed (New sets CheckRedirect
+	// on a copy).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -75,6 +76,7 @@ type Agent struct {
 	log       *slog.Logger
 	now       func() time.Time
 	obs       Observer
+	forced    *web.Limiter // forced explicit refreshes: one per session per minute
 }
 
 var errNotReady = errors.New("oauthagent: provider discovery has not succeeded yet")
@@ -106,6 +108,11 @@ func New(store session.Store, logins *session.LoginJar, coord *session.Coordinat
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	// A provider's redirect is never followed: a 307 would re-post a token request, with
+	// a client_secret_post body or a refresh token, to wherever it points.
+	client := *opts.HTTPClient
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	opts.HTTPClient = &client
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -115,7 +122,8 @@ func New(store session.Store, logins *session.LoginJar, coord *session.Coordinat
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
-	a := &Agent{opts: opts, store: store, logins: logins, log: opts.Logger, now: opts.Now, obs: opts.Observer}
+	a := &Agent{opts: opts, store: store, logins: logins, log: opts.Logger, now: opts.Now, obs: opts.Observer,
+		forced: web.NewLimiter(time.Minute, 100_000)}
 	a.refresher = &Refresher{agent: a, coord: coord}
 	return a, nil
 }

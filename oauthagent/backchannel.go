@@ -109,7 +109,7 @@ func (a *Agent) readLogoutToken(w http.ResponseWriter, r *http.Request, p *provi
 	// go-oidc checks the signature against the provider's keys, iss and aud. Hydra's
 	// logout tokens carry no exp, which go-oidc would call expired: exp (when present)
 	// and iat are checked below instead.
-	v := p.oidc.Verifier(&oidc.Config{
+	v := oidc.NewVerifier(p.meta.Issuer, p.keys, &oidc.Config{
 		ClientID:             a.opts.ClientID,
 		SupportedSigningAlgs: p.algs,
 		SkipExpiryCheck:      true,

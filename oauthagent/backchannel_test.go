@@ -252,3 +252,29 @@ func FuzzCheckLogoutClaims(f *testing.F) {
 		}
 	})
 }
+
+// Finding 4 of the hardening review: forged logout tokens made the provider's key set be
+// fetched once per request. Now a flood costs at most one fetch per interval.
+func TestBackchannelForgedTokensDoNotRefetchKeys(t *testing.T) {
+	f := newFakeProvider(t)
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeSessions{seen: map[string]bool{}}
+	a := newBackchannelAgent(t, f.srv.URL, b)
+	now := time.Now()
+	for i := range 100 {
+		claims := map[string]any{"iss": f.srv.URL, "aud": "spa", "iat": now.Unix(), "jti": fmt.Sprintf("forged-%d", i),
+			"events": map[string]any{backchannelEvent: map[string]any{}}, "sid": "sid-1"}
+		if rec := postLogout(a, logoutForm(signJSON(t, other, claimsJSON(t, claims))), formType); rec.Code != 400 {
+			t.Fatalf("forged logout token %d = %d, want 400", i, rec.Code)
+		}
+	}
+	if got := f.jwksCalls.Load(); got > 1 {
+		t.Errorf("key-set fetches for 100 forged logout tokens = %d, want at most 1", got)
+	}
+	if len(b.ended) != 0 {
+		t.Errorf("forged tokens ended sessions: %v", b.ended)
+	}
+}

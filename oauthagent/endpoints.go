@@ -100,13 +100,17 @@ func (a *Agent) userinfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 // refresh is the explicit refresh: rarely needed, since the proxy refreshes by itself.
+// It forces a refresh at most once per session per minute; beyond that it refreshes
+// only an expiring token, so a client looping on it cannot make the session spend its
+// refresh token at the provider over and over.
 func (a *Agent) refresh(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	s, err := a.store.Load(ctx, r)
 	if err != nil {
 		return err
 	}
-	if _, err := a.freshen(ctx, w, r, s, true); err != nil {
+	force := a.forced.Allow(s.ID, a.now())
+	if _, err := a.freshen(ctx, w, r, s, force); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

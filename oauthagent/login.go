@@ -98,9 +98,16 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 
 // isPage reports whether a return_to path is a page of the SPA: not under the auth
 // prefix or a proxied API route, where the SameSite=Strict cookies set at the callback
-// would not even be sent on that first, cross-site-initiated navigation.
+// would not even be sent on that first, cross-site-initiated navigation. It judges the
+// path as tokenhandler's router will see it, decoded ("/%61pi/" is "/api/"), and refuses
+// one the router would refuse as unclean ("/x/../api/" would reach "/api/" in a
+// browser).
 func (a *Agent) isPage(p string) bool {
-	path, _, _ := strings.Cut(p, "?")
+	u, err := url.Parse(p)
+	if err != nil || !web.CleanPath(u) {
+		return false
+	}
+	path := u.Path
 	if path == a.opts.AuthPrefix || strings.HasPrefix(path, a.opts.AuthPrefix+"/") {
 		return false
 	}

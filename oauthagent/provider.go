@@ -39,9 +39,9 @@ type metadata struct {
 // once, with an explicit auth style) and the ID-token verifier.
 type provider struct {
 	meta     metadata
-	oidc     *oidc.Provider
 	oauth2   *oauth2.Config
 	verifier *oidc.IDTokenVerifier
+	keys     *keySet // the provider's JWKS, refetched at most once per interval
 	algs     []string
 }
 
@@ -124,17 +124,9 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 		}
 	}
 
-	// The key set keeps the context it is built with for its later JWKS fetches: give it
-	// one that lives as long as the process and carries our bounded client.
-	keyCtx := oidc.ClientContext(context.WithoutCancel(ctx), o.HTTPClient)
-	p := (&oidc.ProviderConfig{
-		IssuerURL:   m.Issuer,
-		AuthURL:     m.AuthorizationEndpoint,
-		TokenURL:    m.TokenEndpoint,
-		UserInfoURL: m.UserinfoEndpoint,
-		JWKSURL:     m.JWKSURI,
-		Algorithms:  algs,
-	}).NewProvider(keyCtx)
+	// The verifiers check signatures against our own key set, which refetches at most
+	// once per interval (go-oidc's RemoteKeySet refetches for every unknown key).
+	keys := newKeySet(m.JWKSURI, o.HTTPClient, o.Now)
 
 	style := oauth2.AuthStyleInHeader
 	if o.TokenAuthMethod == "client_secret_post" {
@@ -142,7 +134,6 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 	}
 	return &provider{
 		meta: m,
-		oidc: p,
 		oauth2: &oauth2.Config{
 			ClientID:     o.ClientID,
 			ClientSecret: o.ClientSecret,
@@ -154,11 +145,12 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 				AuthStyle: style,
 			},
 		},
-		verifier: p.VerifierContext(keyCtx, &oidc.Config{
+		verifier: oidc.NewVerifier(m.Issuer, keys, &oidc.Config{
 			ClientID:             o.ClientID,
 			SupportedSigningAlgs: algs,
 			Now:                  o.Now,
 		}),
+		keys: keys,
 		algs: algs,
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,6 +25,7 @@ type fakeProvider struct {
 	srv           *httptest.Server
 	tokenCalls    atomic.Int64
 	userinfoCalls atomic.Int64
+	jwksCalls     atomic.Int64
 	answer        func(w http.ResponseWriter, r *http.Request)
 	userinfo      func(w http.ResponseWriter, r *http.Request) // nil: no userinfo_endpoint
 	extra         map[string]any                               // more discovery metadata
@@ -52,6 +54,7 @@ func newFakeProvider(t *testing.T) *fakeProvider {
 		f.userinfo(w, r)
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		f.jwksCalls.Add(1)
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: testKey.Public(), Algorithm: "RS256", Use: "sig"}}})
 	})
 	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
@@ -249,5 +252,73 @@ func TestUserinfoWithoutRefreshToken(t *testing.T) {
 				t.Errorf("a session without a refresh token reached the token endpoint")
 			}
 		})
+	}
+}
+
+// Finding 5 of the hardening review: POST /auth/refresh forces at most one refresh per
+// session per minute; a client looping on it gets 204 without the token endpoint being
+// called again while the access token is fresh.
+func TestExplicitRefreshIsRateLimited(t *testing.T) {
+	f := newFakeProvider(t)
+	var n atomic.Int64
+	f.answer = func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		tokenJSON(w, 200, fmt.Sprintf(`{"access_token":"at-%d","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-%d"}`, i+1, i+1))
+	}
+	a, store := newTestAgent(t, f.srv.URL)
+	now := time.Now()
+	s := &session.Session{ID: session.NewID(), Subject: "alice", AccessToken: "at-1", AccessIssued: now,
+		AccessExpiry: now.Add(time.Hour), RefreshToken: "rt-1", Expiry: now.Add(2 * time.Hour)}
+	jar := map[string]string{}
+	remember := func(cs []*http.Cookie) {
+		for _, c := range cs {
+			if c.MaxAge > 0 && (c.Path == "/" || c.Path == "/auth/refresh") {
+				jar[c.Name] = c.Value
+			}
+		}
+	}
+	cookies, err := store.Save(context.Background(), httptest.NewRequest("GET", "/", nil), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remember(cookies)
+	for i := range 5 {
+		req := httptest.NewRequest(http.MethodPost, "https://app.test/auth/refresh", nil)
+		req.Header.Set("X-CSRF", "1")
+		for k, v := range jar {
+			req.AddCookie(&http.Cookie{Name: k, Value: v})
+		}
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNoContent {
+			t.Fatalf("POST /auth/refresh #%d = %d %s, want 204", i+1, rec.Code, rec.Body)
+		}
+		remember(rec.Result().Cookies())
+	}
+	if got := f.tokenCalls.Load(); got != 1 {
+		t.Errorf("token endpoint calls for 5 explicit refreshes of a fresh token = %d, want 1", got)
+	}
+}
+
+// Finding 9 of the hardening review: a provider's 307 would have re-posted a token
+// request (with a client_secret_post body) elsewhere. Redirects are not followed: the
+// refresh fails as an outage and the redirect's target hears nothing.
+func TestProviderRedirectsAreNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	t.Cleanup(evil.Close)
+	f := newFakeProvider(t)
+	f.answer = func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, evil.URL+"/token", http.StatusTemporaryRedirect)
+	}
+	a, _ := newTestAgent(t, f.srv.URL)
+	now := time.Now()
+	s := &session.Session{ID: session.NewID(), Subject: "alice", AccessToken: "at-1", AccessIssued: now.Add(-time.Hour),
+		AccessExpiry: now, RefreshToken: "rt-1", Expiry: now.Add(time.Hour)}
+	if _, err := a.Refresher().Refresh(context.Background(), s); !errors.Is(err, session.ErrIdPUnavailable) {
+		t.Fatalf("Refresh with a redirecting token endpoint = %v, want ErrIdPUnavailable", err)
+	}
+	if got := elsewhere.Load(); got != 0 {
+		t.Fatalf("the redirect's target got %d requests, want 0", got)
 	}
 }

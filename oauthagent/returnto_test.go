@@ -84,3 +84,29 @@ func FuzzReturnTo(f *testing.F) {
 		}
 	})
 }
+
+// return_to is judged as tokenhandler's router will see it: decoded and clean, so that
+// neither an encoding nor a dot segment sneaks it under an API route or the auth prefix.
+func TestIsPageAfterNormalisation(t *testing.T) {
+	a := &Agent{opts: Options{AuthPrefix: "/auth", APIPaths: []string{"/api/", "/svc/v1/"}}}
+	for p, want := range map[string]bool{
+		"/":                  true,
+		"/orders/42?tab=a":   true,
+		"/apis":              true,
+		"/api/orders":        false,
+		"/api":               false,
+		"/%61pi/orders":      false,
+		"/%41pi/orders":      true, // "/Api/" is not the route "/api/"
+		"/x/../api/orders":   false,
+		"/x/%2e%2e/api/x":    false,
+		"/svc//v1/x":         false,
+		"/auth/logout":       false,
+		"/%61uth/logout":     false,
+		"/a/./b":             false,
+		"/orders?next=/api/": true,
+	} {
+		if got := a.isPage(p); got != want {
+			t.Errorf("isPage(%q) = %t, want %t", p, got, want)
+		}
+	}
+}

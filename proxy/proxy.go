@@ -114,7 +114,7 @@ type Handler struct {
 	log     *slog.Logger
 	now     func() time.Time
 	rp      *httputil.ReverseProxy
-	limiter *limiter
+	limiter *web.Limiter
 	bearers bearerCache
 	// replayMem bounds all replay buffers together.
 	replayMem *memBudget
@@ -179,7 +179,7 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		own:        opts.OwnCookie,
 		log:        opts.Logger,
 		now:        opts.Now,
-		limiter:    newLimiter(reactiveWindow, maxReactiveEntries),
+		limiter:    web.NewLimiter(reactiveWindow, maxReactiveEntries),
 		replayMem:  &memBudget{max: opts.ReplayMemory},
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -58,7 +57,7 @@ func (h *Handler) reactive(x *exchange, res *http.Response) bool {
 	if e := bearerError(res.Header["Www-Authenticate"]); e != "" && e != "invalid_token" {
 		return false
 	}
-	return h.limiter.allow(x.sess.ID, h.now())
+	return h.limiter.Allow(x.sess.ID, h.now())
 }
 
 // send is one round trip bounded by the route's timeout until the response headers. The
@@ -111,42 +110,3 @@ type releaseConn struct {
 }
 
 func (c *releaseConn) Write(p []byte) (int, error) { return c.w.Write(p) }
-
-// limiter allows one event per key per window, in bounded memory: when full it sweeps the
-// expired entries (at most once a second); if it is still full it refuses, which passes
-// the upstream's 401 on rather than growing.
-type limiter struct {
-	mu        sync.Mutex
-	window    time.Duration
-	max       int
-	last      map[string]time.Time
-	lastSweep time.Time
-}
-
-func newLimiter(window time.Duration, maxEntries int) *limiter {
-	return &limiter{window: window, max: maxEntries, last: make(map[string]time.Time)}
-}
-
-func (l *limiter) allow(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.window && !now.Before(t) {
-		return false
-	}
-	if _, ok := l.last[key]; !ok && len(l.last) >= l.max {
-		if now.Sub(l.lastSweep) < time.Second {
-			return false
-		}
-		l.lastSweep = now
-		for k, t := range l.last {
-			if now.Sub(t) >= l.window {
-				delete(l.last, k)
-			}
-		}
-		if len(l.last) >= l.max {
-			return false
-		}
-	}
-	l.last[key] = now
-	return true
-}

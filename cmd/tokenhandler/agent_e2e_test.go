@@ -494,7 +494,9 @@ func TestHostileRequests(t *testing.T) {
 		}
 	})
 	t.Run("open redirects", func(t *testing.T) {
-		for _, rt := range []string{"//evil.example", "https://evil.example", "/\\evil.example", "/%2fevil.example", "javascript:alert(1)", "/%0d%0aX:1", "/auth/logout", "/api/orders", "/api"} {
+		for _, rt := range []string{"//evil.example", "https://evil.example", "/\\evil.example", "/%2fevil.example", "javascript:alert(1)", "/%0d%0aX:1", "/auth/logout", "/api/orders", "/api",
+			// Judged as the router sees the path: decoded, and clean.
+			"/%61pi/orders", "/x/../api/orders", "/%2E%2E/api/orders", "/a/./b", "/%61uth/logout"} {
 			resp, m := send(http.MethodGet, "/auth/login?return_to="+url.QueryEscape(rt), nil, nil)
 			if resp.StatusCode != 400 || m["error"] != "bad_request" {
 				t.Errorf("/auth/login?return_to=%s = %d, want 400", rt, resp.StatusCode)
