@@ -43,6 +43,7 @@ type Config struct {
 	Static         Static   `yaml:"static"`
 	TLS            TLS      `yaml:"tls"`
 	Log            Log      `yaml:"log"`
+	Tracing        Tracing  `yaml:"tracing"`
 
 	// fromFile records which secrets Load read from their _file form, so that Validate
 	// can tell "set both" from "read from the file".
@@ -269,6 +270,14 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is json or text.
 	Format string `yaml:"format"`
+}
+
+// Tracing is OpenTelemetry tracing. Where spans go and how many are kept is set by the
+// standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, ...).
+type Tracing struct {
+	// Enabled turns tracing on: OTLP/HTTP export, W3C traceparent to the upstreams and
+	// the provider. Off by default: then tracing costs nothing.
+	Enabled bool `yaml:"enabled"`
 }
 
 // Secret is a string that never prints: String, GoString and LogValue return

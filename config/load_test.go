@@ -208,6 +208,7 @@ var allEnv = []string{
 	"TH_ROUTES", "TH_SERVER_READ_HEADER_TIMEOUT", "TH_SERVER_BODY_TIMEOUT", "TH_SERVER_IDLE_TIMEOUT",
 	"TH_PROXY_REPLAY_MEMORY", "TH_TRUSTED_PROXIES", "TH_CORS_ALLOWED_ORIGINS", "TH_CSRF_HEADER", "TH_STATIC_DIR",
 	"TH_TLS_CERT_FILE", "TH_TLS_KEY_FILE", "TH_LOG_LEVEL", "TH_LOG_FORMAT",
+	"TH_TRACING_ENABLED",
 }
 
 // testLeaf is a key found by the test's own walk of the yaml tags, independent of Load's.

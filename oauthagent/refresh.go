@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
 	"github.com/tokenhandler/tokenhandler/session"
@@ -36,9 +39,23 @@ func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.S
 	if s.RefreshToken == "" {
 		return nil, fmt.Errorf("oauthagent: refresh: %w: the session holds no refresh token", session.ErrRefreshDenied)
 	}
+	// The caller's span (the proxy's session.refresh, or the request's) learns how long
+	// this caller waited for another flight or replica, and whether it made the call.
+	start := time.Now()
+	var waited atomic.Int64
+	waited.Store(-1)
 	toks, err := r.coord.Refresh(ctx, s.RefreshToken, func(ctx context.Context) (*session.Tokens, error) {
+		waited.Store(int64(time.Since(start)))
 		return r.spend(ctx, p, s)
 	})
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		called := waited.Load() >= 0
+		wait := time.Since(start)
+		if called {
+			wait = time.Duration(waited.Load())
+		}
+		span.SetAttributes(attribute.Bool("refresh.token_call", called), attribute.Int64("refresh.wait_ms", wait.Milliseconds()))
+	}
 	if err != nil {
 		return nil, err
 	}

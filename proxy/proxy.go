@@ -28,6 +28,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -74,10 +77,11 @@ type Options struct {
 	// OwnCookie reports whether a cookie name is tokenhandler's (session.CookieNames.Owns).
 	// Required: those cookies never reach an upstream, and an upstream never sets them.
 	OwnCookie func(name string) bool
-	// Transport sends upstream requests. nil: a clone of http.DefaultTransport with
-	// MaxIdleConnsPerHost 256, MaxIdleConns 1024, IdleConnTimeout 90s and compression
-	// left to client and upstream.
+	// Transport sends upstream requests. nil: DefaultTransport().
 	Transport http.RoundTripper
+	// Tracer, when set, records a span for the session's load and one for each refresh
+	// a request needs (trigger and outcome); nil: none.
+	Tracer trace.Tracer
 	// ReplayMemory bounds the memory of all replay buffers together (request bodies kept
 	// for the retry after a reactive refresh); past it a request is forwarded unbuffered
 	// and not replayed. 0 means 64 MiB.
@@ -118,6 +122,7 @@ type Handler struct {
 	bearers bearerCache
 	// replayMem bounds all replay buffers together.
 	replayMem *memBudget
+	tracer    trace.Tracer // nil: no spans
 
 	onUpstream func(string, int, time.Duration)
 	onRefresh  func(string, string, time.Duration)
@@ -181,6 +186,7 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		now:        opts.Now,
 		limiter:    web.NewLimiter(reactiveWindow, maxReactiveEntries),
 		replayMem:  &memBudget{max: opts.ReplayMemory},
+		tracer:     opts.Tracer,
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
@@ -219,7 +225,7 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 
 	base := opts.Transport
 	if base == nil {
-		base = defaultTransport()
+		base = DefaultTransport()
 	}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:   h.rewrite,
@@ -290,7 +296,10 @@ func (rt *route) allows(method string) bool {
 	return rt.methods == nil || slices.Contains(rt.methods, method)
 }
 
-func defaultTransport() http.RoundTripper {
+// DefaultTransport returns the upstream transport the proxy uses when given none: a
+// clone of http.DefaultTransport with MaxIdleConnsPerHost 256, MaxIdleConns 1024,
+// IdleConnTimeout 90s and compression left to client and upstream.
+func DefaultTransport() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 1024
 	t.MaxIdleConnsPerHost = 256
@@ -449,6 +458,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 // load loads x's session from the store; a session without an access token or past its
 // lifetime is no session.
 func (h *Handler) load(ctx context.Context, x *exchange) error {
+	if h.tracer != nil {
+		var span trace.Span
+		ctx, span = h.tracer.Start(ctx, "session.load")
+		defer span.End()
+	}
 	s, err := h.store.Load(ctx, x.in)
 	switch {
 	case errors.Is(err, session.ErrStoreUnavailable):
@@ -531,7 +545,15 @@ func (h *Handler) readBody(x *exchange, out *http.Request) (release func(), err 
 // Its errors wrap one of session's sentinels.
 func (h *Handler) refresh(ctx context.Context, x *exchange, trigger string) ([]*http.Cookie, error) {
 	start := time.Now()
+	var span trace.Span
+	if h.tracer != nil {
+		ctx, span = h.tracer.Start(ctx, "session.refresh", trace.WithAttributes(attribute.String("refresh.trigger", trigger)))
+		defer span.End()
+	}
 	ns, cookies, err := session.Renew(ctx, h.store, x.in, x.sess, h.tokens.Refresh)
+	if span != nil {
+		span.SetAttributes(attribute.String("refresh.outcome", session.RefreshOutcome(err)))
+	}
 	if h.onRefresh != nil {
 		h.onRefresh(trigger, session.RefreshOutcome(err), time.Since(start))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/proxy"
+	"github.com/tokenhandler/tokenhandler/tracing"
 	"github.com/tokenhandler/tokenhandler/web"
 )
 
@@ -17,6 +18,7 @@ import (
 // once at start:
 //
 //	request log (request id, the target's metric label, one log line)
+//	 -> tracing (a server span, when tracing.enabled)
 //	 -> body timeout (server.body_timeout: a body without progress is cut)
 //	 -> security headers (auth prefix only: every answer, errors included)
 //	 -> CORS (preflights answered here)
@@ -45,7 +47,8 @@ type routerParts struct {
 	Routes      []proxy.RouteHandler // longest prefix first (proxy.Handler.Routes)
 	Static      http.Handler         // nil: no SPA files, a JSON 404 instead
 	CORS        *web.CORS
-	BodyTimeout time.Duration // server.body_timeout
+	BodyTimeout time.Duration    // server.body_timeout
+	Tracing     *tracing.Tracing // nil: no spans
 	Metrics     *metrics.Metrics
 	Logger      *slog.Logger
 }
@@ -58,6 +61,7 @@ func newRouter(p routerParts) *router {
 			h = secureHeaders(h)
 		}
 		h = web.BodyTimeout(h, p.BodyTimeout)
+		h = p.Tracing.Handler(h, label)
 		return p.Metrics.RequestLog(h, func(*http.Request) string { return label }, p.Logger)
 	}
 	rt := &router{authPrefix: p.AuthPrefix, auth: chain("auth", p.Agent)}

@@ -18,6 +18,7 @@ import (
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/redisclient"
 	"github.com/tokenhandler/tokenhandler/session"
+	"github.com/tokenhandler/tokenhandler/tracing"
 	"github.com/tokenhandler/tokenhandler/web"
 )
 
@@ -30,6 +31,8 @@ type app struct {
 	// closeRedis ends the Redis subscription and closes the client (a no-op without
 	// redis.url).
 	closeRedis func()
+	// tracing flushes its spans at shutdown; nil when tracing is off.
+	tracing *tracing.Tracing
 }
 
 // newApp translates cfg into the packages' own options and connects them, one builder
@@ -39,6 +42,10 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 	// Log lines written while serving a request carry its request id.
 	logger = slog.New(metrics.NewLogHandler(logger.Handler()))
 	m := metrics.New()
+	tr, err := tracing.New(context.Background(), cfg.Tracing.Enabled, version)
+	if err != nil {
+		return nil, fmt.Errorf("tracing.enabled (TH_TRACING_ENABLED): %w", err)
+	}
 	keys, err := cookieKeys(cfg)
 	if err != nil {
 		return nil, err
@@ -61,11 +68,11 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
-	agent, err := newAgent(cfg, stores, routes, shared, csrf, m, logger)
+	agent, err := newAgent(cfg, stores, routes, shared, csrf, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
-	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, m, logger)
+	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +82,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		Routes:      px.Routes(),
 		CORS:        &web.CORS{AllowedOrigins: cfg.CORS.AllowedOrigins, AllowHeaders: []string{csrf.HeaderName(), "Content-Type"}},
 		BodyTimeout: cfg.Server.BodyTimeout,
+		Tracing:     tr,
 		Metrics:     m,
 		Logger:      logger,
 	}
@@ -86,6 +94,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		admin:      newAdmin(agent, shared, m, logger),
 		agent:      agent,
 		closeRedis: closeRedis,
+		tracing:    tr,
 	}, nil
 }
 
@@ -197,7 +206,7 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 	return &st, nil
 }
 
-func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, shared *session.Redis, csrf *web.CSRF, m *metrics.Metrics, logger *slog.Logger) (*oauthagent.Agent, error) {
+func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, shared *session.Redis, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
 	coord := session.NewCoordinator(session.CoordinatorOptions{
 		Grace:   cfg.Session.RotationGrace,
 		Timeout: cfg.Session.RefreshTimeout,
@@ -224,14 +233,14 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, shared *sess
 		Lifetime:              cfg.Session.Lifetime,
 		RefreshSkew:           cfg.Session.RefreshSkew,
 		CSRF:                  csrf,
-		HTTPClient:            &http.Client{Timeout: cfg.OIDC.HTTPTimeout, Transport: m.Transport(http.DefaultTransport)},
+		HTTPClient:            &http.Client{Timeout: cfg.OIDC.HTTPTimeout, Transport: tr.Transport(m.Transport(http.DefaultTransport), "provider")},
 		Logger:                logger,
 		Observer:              m,
 		Backchannel:           st.backchannel,
 	})
 }
 
-func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, m *metrics.Metrics, logger *slog.Logger) (*proxy.Handler, error) {
+func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -246,6 +255,8 @@ func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, r
 		CSRF:           csrf,
 		TrustedProxies: trusted,
 		ReplayMemory:   int64(cfg.Proxy.ReplayMemory),
+		Transport:      tr.Transport(proxy.DefaultTransport(), "upstream"),
+		Tracer:         tr.Tracer(),
 		OwnCookie:      session.NewCookieNames(cfg.Cookies.Prefix, !cfg.Cookies.Secure).Owns,
 		Logger:         logger,
 		OnUpstream:     m.Upstream,
@@ -303,6 +314,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer a.closeRedis()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := a.tracing.Shutdown(sctx); err != nil {
+			logger.Warn("tracing: flushing spans at shutdown failed", "err", err)
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = a.agent.Run(ctx) }()
