@@ -2,12 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +16,7 @@ import (
 
 	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 	"github.com/tokenhandler/tokenhandler/redisclient"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/session/sessiontest"
@@ -449,11 +444,18 @@ func TestBackchannelLogoutEndpoint(t *testing.T) {
 // fresh key the provider does not know.
 func forgeLogoutToken(t *testing.T, issuer, aud string) string {
 	t.Helper()
-	claims, _ := json.Marshal(map[string]any{
+	signer, err := testbench.NewSigner("forged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := signer.Sign(map[string]any{
 		"iss": issuer, "aud": aud, "iat": time.Now().Unix(), "jti": "forged-1", "sid": "any",
 		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
 	})
-	return signRS256(t, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // TestRedisOutage: Redis stops mid-test. The Redis store answers 503
@@ -574,21 +576,4 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	if resp, body := c.call(again, http.MethodGet, "/api/x", c.cookies(b, "/api/")); resp.StatusCode != http.StatusOK {
 		t.Errorf("after a restart the API call = %d %s, want 200", resp.StatusCode, body)
 	}
-}
-
-// signRS256 signs payload as a compact JWS (RS256) with a fresh 2048-bit key.
-func signRS256(t *testing.T, payload []byte) string {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := base64.RawURLEncoding.EncodeToString
-	signing := enc([]byte(`{"alg":"RS256","typ":"JWT","kid":"forged"}`)) + "." + enc(payload)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + enc(sig)
 }
