@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -22,16 +21,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
 // TestServeDrainsOnShutdown: a request in flight when serve's context ends (SIGTERM)
 // completes; serve then returns and the listener is closed.
 func TestServeDrainsOnShutdown(t *testing.T) {
-	started := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
-		time.Sleep(300 * time.Millisecond)
+		<-release // held until serve is shutting down
 		_, _ = io.WriteString(w, "done")
 	}))
 	defer api.Close()
@@ -47,9 +47,12 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
-
-	addr := waitListening(t, logs)
+	addrs := make(chan listenAddrs, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), func(a listenAddrs) { addrs <- a })
+	}()
+	listening := waitListening(t, addrs, done, logs)
+	addr := listening.Public.String()
 
 	// A session minted with the same key: the proxy needs no provider for a fresh token.
 	store, err := session.NewCookieStore(session.CookieOptions{Keys: []session.KeyPair{key}, RefreshPaths: []string{"/api/"}})
@@ -89,7 +92,7 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	}()
 	<-started
 	// The admin listener: alive, not ready (the issuer is unreachable), metrics served.
-	admin := waitLogged(t, logs, "admin listening")
+	admin := listening.Admin.String()
 	if resp, err := http.Get("http://" + addr + "/auth/session"); err == nil {
 		resp.Body.Close()
 	}
@@ -108,6 +111,20 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 		}
 	}
 	cancel() // what SIGTERM does through signal.NotifyContext
+	// Shutdown closes the listener first, then waits for the request in flight: no
+	// event tells the test it has begun, so poll for the refused connection.
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if err := testbench.Poll(pctx, 10*time.Millisecond, func(context.Context) (bool, error) {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil, nil
+	}); err != nil {
+		t.Fatalf("the listener still accepts connections after cancel: %v", err)
+	}
+	close(release)
 	r := <-res
 	if r.err != nil || r.status != 200 || r.body != "done" {
 		t.Fatalf("in-flight request during shutdown = %d %q %v, want 200 done", r.status, r.body, r.err)
@@ -156,9 +173,13 @@ func TestServeTLS(t *testing.T) {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
+	addrs := make(chan listenAddrs, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), func(a listenAddrs) { addrs <- a })
+	}()
+	listening := waitListening(t, addrs, done, logs)
 	defer func() { cancel(); <-done }()
-	addr := waitListening(t, logs)
+	addr := listening.Public.String()
 
 	pool := x509.NewCertPool()
 	pool.AddCert(mustParseCert(t, der))
@@ -191,90 +212,15 @@ func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
 	return c
 }
 
-// waitListening returns the public address serve logged.
-func waitListening(t *testing.T, logs *syncBuffer) string {
+// waitListening returns the addresses serve reports once it listens, or fails the test
+// with serve's error and log if it returns first.
+func waitListening(t *testing.T, addrs <-chan listenAddrs, done <-chan error, logs *syncBuffer) listenAddrs {
 	t.Helper()
-	return waitLogged(t, logs, "tokenhandler listening")
-}
-
-// waitLogged returns the addr of the first log line with message msg.
-func waitLogged(t *testing.T, logs *syncBuffer, msg string) string {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
-				if addr, _ := m["addr"].(string); addr != "" {
-					return addr
-				}
-			}
-		}
+	select {
+	case a := <-addrs:
+		return a
+	case err := <-done:
+		t.Fatalf("serve() = %v before it listened; log:\n%s", err, logs.String())
 	}
-	t.Fatalf("serve did not start: %s", logs.String())
-	return ""
-}
-
-// testApp builds tokenhandler from TH_* settings, without a reachable provider.
-func testApp(t *testing.T, extra map[string]string) *app {
-	t.Helper()
-	kp, _ := session.GenerateKeyPair()
-	env := map[string]string{
-		"TH_PUBLIC_URL": "https://app.example", "TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable",
-		"TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s", "TH_COOKIES_KEYS": kp.String(), "TH_ADMIN_LISTEN": "",
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	a, err := newApp(envConfig(t, env), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.closeRedis)
-	return a
-}
-
-// TestAuthAnswersAreNeverCachedOrFramed: every answer under the auth prefix carries the
-// security headers, the 400 for an unclean path and a CORS preflight included.
-func TestAuthAnswersAreNeverCachedOrFramed(t *testing.T) {
-	a := testApp(t, map[string]string{"TH_CORS_ALLOWED_ORIGINS": "https://admin.example"})
-	tests := []struct {
-		name, method, path string
-		hdr                map[string]string
-		status             int
-	}{
-		{"session", "GET", "/auth/session", nil, 200},
-		{"unknown", "GET", "/auth/nope", nil, 404},
-		{"wrong method", "GET", "/auth/logout", nil, 405},
-		{"unclean path", "GET", "/auth/%2e%2e/session", nil, 400},
-		{"CORS preflight", "OPTIONS", "/auth/refresh", map[string]string{"Origin": "https://admin.example", "Access-Control-Request-Method": "POST"}, 204},
-		{"login before discovery", "GET", "/auth/login", nil, 503},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(tc.method, "https://app.example"+tc.path, nil)
-			for k, v := range tc.hdr {
-				r.Header.Set(k, v)
-			}
-			rec := httptest.NewRecorder()
-			a.public.ServeHTTP(rec, r)
-			if rec.Code != tc.status {
-				t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, rec.Code, tc.status)
-			}
-			for k, want := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"} {
-				if got := rec.Header().Get(k); got != want {
-					t.Errorf("%s %s: %s = %q, want %q", tc.method, tc.path, k, got, want)
-				}
-			}
-		})
-	}
-}
-
-// TestServerLimits: header timeout, idle timeout and a 64 KiB header cap, and no write
-// timeout, which would cut streams.
-func TestServerLimits(t *testing.T) {
-	s := newServer(http.NotFoundHandler(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if s.ReadHeaderTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes != 64<<10 || s.WriteTimeout != 0 || s.ReadTimeout != 0 {
-		t.Errorf("newServer: ReadHeaderTimeout=%v IdleTimeout=%v MaxHeaderBytes=%d WriteTimeout=%v ReadTimeout=%v",
-			s.ReadHeaderTimeout, s.IdleTimeout, s.MaxHeaderBytes, s.WriteTimeout, s.ReadTimeout)
-	}
+	return listenAddrs{}
 }
