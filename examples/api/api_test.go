@@ -133,20 +133,20 @@ func TestRejects(t *testing.T) {
 		audience  string
 		wantError bool // WWW-Authenticate carries error="invalid_token"
 	}{
-		{"no header", "", "", false},
-		{"basic scheme", "Basic dXNlcjpwYXNz", "", false},
-		{"empty bearer", "Bearer ", "", false},
-		{"expired", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) {
+		{name: "no header"},
+		{name: "basic scheme", authz: "Basic dXNlcjpwYXNz"},
+		{name: "empty bearer", authz: "Bearer "},
+		{name: "expired", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) {
 			c["exp"] = now.Add(-time.Second).Unix()
-		})), "", true},
-		{"no exp", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) { delete(c, "exp") })), "", true},
-		{"other issuer", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor("http://evil.example", nil)), "", true},
-		{"other key", "Bearer " + sign(t, other, jose.RS256, claimsFor(iss, nil)), "", true},
-		{"hmac with a guessable key", "Bearer " + sign(t, []byte(strings.Repeat("k", 32)), jose.HS256, claimsFor(iss, nil)), "", true},
-		{"alg none", "Bearer " + unsigned(claimsFor(iss, nil)), "", true},
-		{"tampered payload", "Bearer " + tamper(sign(t, idp.key, jose.RS256, claimsFor(iss, nil))), "", true},
-		{"wrong audience", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, nil)), "orders-api", true},
-		{"opaque token", "Bearer ory_at_abcdef", "", true},
+		})), wantError: true},
+		{name: "no exp", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) { delete(c, "exp") })), wantError: true},
+		{name: "other issuer", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor("http://evil.example", nil)), wantError: true},
+		{name: "other key", authz: "Bearer " + sign(t, other, jose.RS256, claimsFor(iss, nil)), wantError: true},
+		{name: "hmac with a guessable key", authz: "Bearer " + sign(t, []byte(strings.Repeat("k", 32)), jose.HS256, claimsFor(iss, nil)), wantError: true},
+		{name: "alg none", authz: "Bearer " + unsigned(claimsFor(iss, nil)), wantError: true},
+		{name: "tampered payload", authz: "Bearer " + tamper(sign(t, idp.key, jose.RS256, claimsFor(iss, nil))), wantError: true},
+		{name: "wrong audience", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, nil)), audience: "orders-api", wantError: true},
+		{name: "opaque token", authz: "Bearer ory_at_abcdef", wantError: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
