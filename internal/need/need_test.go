@@ -2,6 +2,7 @@ package need_test
 
 import (
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/tokenhandler/tokenhandler/internal/need"
@@ -46,13 +47,11 @@ func (f *fakeTB) Skipf(string, ...any) {
 	runtime.Goexit()
 }
 
+// run calls fn on its own goroutine, which Fatalf and Skipf may end early.
 func run(fn func(testing.TB)) *fakeTB {
 	f := &fakeTB{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn(f)
-	}()
-	<-done
+	var wg sync.WaitGroup
+	wg.Go(func() { fn(f) })
+	wg.Wait()
 	return f
 }
