@@ -49,8 +49,8 @@ var dexTemplate string
 const (
 	clientID     = "tokenhandler"
 	username     = "alice@example.com"
-	password     = "alice-password"
-	passwordHash = "$2a$10$4nKF60qOw0cOar8NS/uXve2fYfEVkauxhsy1jEOktvgrnV0Dkz02m"
+	password     = testbench.DemoPassword
+	passwordHash = testbench.DemoPasswordHash
 	modulePath   = "github.com/tokenhandler/tokenhandler"
 )
 
