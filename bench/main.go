@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/session"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 type options struct {
@@ -186,7 +188,7 @@ func run(ctx context.Context, o *options) error {
 		defer os.RemoveAll(tmp)
 	}
 	ps := &procs{}
-	defer ps.stopAll()
+	defer ps.StopAll(stopGrace)
 	rep := &report{Started: time.Now(), LoadBefore: loadAverage(), Options: o, Machine: machine()}
 	env := &environment{root: root, tmp: tmp, ps: ps}
 
@@ -210,7 +212,7 @@ func run(ctx context.Context, o *options) error {
 	}
 
 	// The upstream and the bare proxies.
-	upPort, err := freePort()
+	upPort, err := testbench.FreePort()
 	if err != nil {
 		return err
 	}
@@ -224,7 +226,7 @@ func run(ctx context.Context, o *options) error {
 	}
 
 	// Ports first: Dex must know every callback.
-	ports, err := freePorts(3)
+	ports, err := testbench.FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -256,14 +258,14 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 
-	bare := map[int]*proc{}
+	bare := map[int]*testbench.Process{}
 	bareURL := map[int]string{}
 	for n, tok := range tokens {
 		path := filepath.Join(tmp, fmt.Sprintf("token-%d", n))
 		if err := os.WriteFile(path, []byte(tok), 0o600); err != nil {
 			return err
 		}
-		port, err := freePort()
+		port, err := testbench.FreePort()
 		if err != nil {
 			return err
 		}
@@ -334,7 +336,7 @@ func run(ctx context.Context, o *options) error {
 	// Redis store.
 	var thRedis *thInstance
 	var redisMint minter
-	var redisProc *proc
+	var redisProc *testbench.Process
 	if o.setups[setupRedis] || o.scenarios["storm"] {
 		env.redisURL, redisProc, err = startRedis(ctx, ps, tmp)
 		if err != nil {
@@ -355,7 +357,7 @@ func run(ctx context.Context, o *options) error {
 		if err != nil {
 			rep.note("Redis mode left out: %v", firstLine(err.Error()))
 			if thRedis != nil {
-				thRedis.proc.stop()
+				thRedis.proc.Stop(stopGrace)
 			}
 			thRedis = nil
 		}
@@ -372,7 +374,7 @@ func run(ctx context.Context, o *options) error {
 		if err != nil {
 			rep.note("oauth2-proxy left out: %v", firstLine(err.Error()))
 			if o2p != nil {
-				o2p.proc.stop()
+				o2p.proc.Stop(stopGrace)
 			}
 			o2p = nil
 		} else {
@@ -398,29 +400,29 @@ func run(ctx context.Context, o *options) error {
 			return err
 		}
 		if sc.Method == "GET" && sc.TokenSize == 1200 {
-			add(setupUpstream, env.upstream, up.pid(), "Authorization: Bearer "+tok)
+			add(setupUpstream, env.upstream, up.Pid(), "Authorization: Bearer "+tok)
 		}
-		add(setupBare, bareURL[sc.TokenSize], bare[sc.TokenSize].pid(), "Cookie: "+cookieHdr, csrf)
+		add(setupBare, bareURL[sc.TokenSize], bare[sc.TokenSize].Pid(), "Cookie: "+cookieHdr, csrf)
 		if thBase != nil {
-			add(setupBaseline, thBase.URL, thBase.proc.pid(), "Cookie: "+cookieHdr, csrf)
+			add(setupBaseline, thBase.URL, thBase.proc.Pid(), "Cookie: "+cookieHdr, csrf)
 		}
-		add(setupCookie, thCookie.URL, thCookie.proc.pid(), "Cookie: "+cookieHdr, csrf)
+		add(setupCookie, thCookie.URL, thCookie.proc.Pid(), "Cookie: "+cookieHdr, csrf)
 		if thQuiet != nil && sc.Name == "get-1.2k" {
-			add(setupQuiet, thQuiet.URL, thQuiet.proc.pid(), "Cookie: "+cookieHdr, csrf)
+			add(setupQuiet, thQuiet.URL, thQuiet.proc.Pid(), "Cookie: "+cookieHdr, csrf)
 		}
 		var redisHdr string
 		if thRedis != nil {
 			if redisHdr, err = redisMint(ctx, sessionFor(tok, idToken)); err != nil {
 				return err
 			}
-			add(setupRedis, thRedis.URL, thRedis.proc.pid(), "Cookie: "+redisHdr, csrf)
+			add(setupRedis, thRedis.URL, thRedis.proc.Pid(), "Cookie: "+redisHdr, csrf)
 			if n := len(targets); n > 0 && targets[n-1].setup == setupRedis {
-				targets[n-1].extraPid = redisProc.pid() // redis-server's share, reported apart
+				targets[n-1].extraPid = redisProc.Pid() // redis-server's share, reported apart
 			}
 		}
 		// oauth2-proxy carries the tokens Dex issued: only where that compares (1.2 KB).
 		if o2p != nil && sc.TokenSize == 1200 {
-			add(setupO2P, o2p.URL, o2p.proc.pid(), "Cookie: "+o2pCookie, csrf)
+			add(setupO2P, o2p.URL, o2p.proc.Pid(), "Cookie: "+o2pCookie, csrf)
 		}
 		logf("scenario %s: %d setups x %d rounds x %s", sc.Name, len(targets), o.rounds, o.duration)
 		res, err := runSteady(ctx, o, tmp, sc, targets, logf)

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // oauth2-proxy v7.8.1 is pinned by the tool module bench/oauth2-proxy (go.mod and go.sum
@@ -67,7 +69,7 @@ func tail(b []byte, n int) []byte {
 // o2pInstance is one running oauth2-proxy.
 type o2pInstance struct {
 	URL  string
-	proc *proc
+	proc *testbench.Process
 }
 
 // o2pRedirect is oauth2-proxy's callback path.
@@ -79,7 +81,7 @@ const o2pCallback = "/oauth2/callback"
 // cookie-secure is off because the harness's client speaks plain http on loopback.
 func startOAuth2Proxy(ctx context.Context, ps *procs, bin, dir string, port int, d *dex, upstream string) (*o2pInstance, error) {
 	secret := make([]byte, 32)
-	copy(secret, randomHex(16))
+	copy(secret, testbench.RandomHex(16))
 	pub := fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{
 		"--http-address=" + fmt.Sprintf("127.0.0.1:%d", port),
@@ -106,7 +108,7 @@ func startOAuth2Proxy(ctx context.Context, ps *procs, bin, dir string, port int,
 		return nil, err
 	}
 	if _, err := waitHTTP(ctx, p, pub+"/ping", http.StatusOK, 30*time.Second); err != nil {
-		p.stop()
+		p.Stop(stopGrace)
 		return nil, err
 	}
 	return &o2pInstance{URL: pub, proc: p}, nil
@@ -120,7 +122,7 @@ func (o *o2pInstance) session(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("bench: oauth2-proxy: %w", err)
 	}
 	if status != http.StatusOK {
-		return "", fmt.Errorf("bench: oauth2-proxy: sign-in ended with status %d\n%s", status, o.proc.tail(2048))
+		return "", fmt.Errorf("bench: oauth2-proxy: sign-in ended with status %d\n%s", status, o.proc.Tail(30))
 	}
 	h := cookieHeader(c, o.URL+"/api/items")
 	if h == "" {

@@ -15,16 +15,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenhandler/tokenhandler/session"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // startRedis starts a redis-server of the harness's own on a free loopback port, with
 // no persistence, and returns its URL and process.
-func startRedis(ctx context.Context, ps *procs, dir string) (string, *proc, error) {
+func startRedis(ctx context.Context, ps *procs, dir string) (string, *testbench.Process, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return "", nil, errors.New("redis-server is not installed")
 	}
-	port, err := freePort()
+	port, err := testbench.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
@@ -36,19 +38,23 @@ func startRedis(ctx context.Context, ps *procs, dir string) (string, *proc, erro
 	opt, _ := redis.ParseURL(url)
 	c := redis.NewClient(opt)
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var last error
+	err = testbench.Poll(wctx, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if p.Exited() {
+			return false, testbench.ErrExited
+		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := c.Ping(pctx).Err()
-		cancel()
-		if err == nil {
-			return url, p, nil
-		}
-		if p.exited() || time.Now().After(deadline) {
-			return "", nil, fmt.Errorf("redis-server did not answer: %v\n%s", err, p.tail(1024))
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer cancel()
+		last = c.Ping(pctx).Err()
+		return last == nil, nil
+	})
+	if err != nil {
+		p.Stop(stopGrace)
+		return "", nil, fmt.Errorf("redis-server did not answer: %w (last: %v)\n%s", err, last, p.Tail(30))
 	}
+	return url, p, nil
 }
 
 // minter stores a session the way a tokenhandler would and returns the Cookie header a

@@ -56,7 +56,7 @@ func runStartup(ctx context.Context, o *options, env *environment, d *dex) []sta
 		if err != nil {
 			return 0, err
 		}
-		defer th.proc.stop()
+		defer th.proc.Stop(stopGrace)
 		if down > 0 {
 			select {
 			case <-time.After(down):

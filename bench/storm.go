@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/session"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // stormResult is one refresh storm: many concurrent requests from sessions whose access
@@ -44,7 +46,7 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 
-	port, err := freePort()
+	port, err := testbench.FreePort()
 	if err != nil {
 		return fail(err)
 	}
@@ -65,7 +67,7 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 	if err != nil {
 		return fail(err)
 	}
-	defer th.proc.stop()
+	defer th.proc.Stop(stopGrace)
 	if _, err := th.ready(ctx, 30*time.Second); err != nil {
 		return fail(err)
 	}
@@ -86,7 +88,7 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 				h := cookieHeader(c, th.URL+"/api/items")
 				// Cookie mode sets the access cookie (…-at), Redis mode the session cookie.
 				if err == nil && !strings.Contains(h, "th-at=") && !strings.Contains(h, "th-session=") {
-					err = fmt.Errorf("bench: storm: no session cookie after sign-in\n%s", th.proc.tail(1024))
+					err = fmt.Errorf("bench: storm: no session cookie after sign-in\n%s", th.proc.Tail(30))
 				}
 				mu.Lock()
 				if err != nil && firstErr == nil {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/session"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // thInstance is one running tokenhandler.
@@ -23,7 +25,7 @@ type thInstance struct {
 	name  string // setup name: th-cookie, th-redis
 	URL   string // public origin
 	Admin string // admin origin
-	proc  *proc
+	proc  *testbench.Process
 }
 
 // thConfig is what differs between the tokenhandler instances of a run.
@@ -58,7 +60,7 @@ func buildTokenhandler(ctx context.Context, root, dir string) (string, error) {
 // startTokenhandler writes a configuration for c and starts tokenhandler with it. It
 // returns at once; wait with ready.
 func startTokenhandler(ps *procs, bin, dir string, c thConfig) (*thInstance, error) {
-	ports, err := freePorts(3)
+	ports, err := testbench.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -124,14 +126,14 @@ func sessionFor(access, id string) *session.Session {
 	return &session.Session{
 		ID:           session.NewID(),
 		Subject:      demoUser,
-		SID:          randomHex(8),
+		SID:          testbench.RandomHex(8),
 		Name:         "Alice Example",
 		Email:        demoEmail,
 		IDToken:      id,
 		AccessToken:  access,
 		AccessIssued: now,
 		AccessExpiry: now.Add(6 * time.Hour),
-		RefreshToken: "ChlvYXV0aF9yZWZyZXNoX3Rva2VuX2JlbmNoEhl" + randomHex(32), // opaque, Dex-sized
+		RefreshToken: "ChlvYXV0aF9yZWZyZXNoX3Rva2VuX2JlbmNoEhl" + testbench.RandomHex(32), // opaque, Dex-sized
 		Expiry:       now.Add(11 * time.Hour),
 	}
 }

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/session/sessiontest"
 )
@@ -19,15 +21,15 @@ func newDenyList(t testing.TB, tr *testRedis, clk *clock) *session.DenyList {
 	return session.NewDenyList(tr.r, session.DenyListOptions{Lifetime: denyLifetime, Now: clk.Now})
 }
 
-// eventually waits up to 3 s for cond (pub/sub delivers asynchronously).
+// eventually waits up to 3 s for cond. Pub/sub delivers asynchronously and the deny
+// list announces nothing when it applies an entry, so there is no event to wait on:
+// poll, with a deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 3s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if err := testbench.Poll(ctx, 10*time.Millisecond, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("%s: not within 3s", what)
 	}
 }
 
@@ -129,18 +131,51 @@ func TestDenyListReloadsOnReconnect(t *testing.T) {
 	eventually(t, "the reconnected replica loads the missed entry", func() bool { return d.Ended(s) })
 }
 
-// Garbage on the deny channel is ignored.
+// Garbage on the deny channel is ignored: a malformed entry ends no session, even one
+// that would be live and name a real session if it were read loosely. Every entry is
+// dated now, so one that slipped through would still be in force (an entry dated 1970
+// has expired anyway, and proves nothing). Messages on one channel arrive in order, so
+// once the valid entry published last is applied, every malformed one was handled.
 func TestDenyListIgnoresMalformedEntries(t *testing.T) {
 	url := sessiontest.RedisURL(t)
 	prefix := sessiontest.KeyPrefix(t, url)
 	clk := newClock()
 	tr := newTestRedis(t, url, prefix)
 	d := newDenyList(t, tr, clk)
-	for _, m := range []string{"", "sid", "sid x y", "sid 123", "xxx 123 v", "sub 12a v"} {
-		tr.client.Publish(ctx, prefix+"events:deny", m)
+	now := itoa(clk.Now().UnixMilli())
+	victim := sampleSession(clk.Now(), 10, 10, 10)
+	victim.SID, victim.Subject = "victim", "victim"
+	victim.Expiry = clk.Now().Add(denyLifetime)
+	malformed := []struct{ name, member string }{
+		{name: "empty", member: ""},
+		{name: "kind only", member: "sid"},
+		{name: "no time", member: "sid victim"},
+		{name: "no value", member: "sid " + now},
+		{name: "empty value", member: "sid " + now + " "},
+		{name: "unknown kind", member: "xxx " + now + " victim"},
+		{name: "kind in capitals", member: "SID " + now + " victim"},
+		{name: "time not a number", member: "sub " + now + "a victim"},
+		{name: "time with a fraction", member: "sid " + now + ".5 victim"},
+		{name: "two spaces", member: "sid  " + now + " victim"},
 	}
-	tr.client.Publish(ctx, prefix+"events:deny", "sid "+itoa(clk.Now().UnixMilli())+" ok")
-	eventually(t, "the valid entry arrives", func() bool { return d.Len() == 1 })
+	for _, m := range malformed {
+		if err := tr.client.Publish(ctx, prefix+"events:deny", m.member).Err(); err != nil {
+			t.Fatalf("publish %s: %v", m.name, err)
+		}
+	}
+	// The control case: a valid entry, published last.
+	ok := sampleSession(clk.Now(), 10, 10, 10)
+	ok.SID = "ok"
+	if err := tr.client.Publish(ctx, prefix+"events:deny", "sid "+now+" ok").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the valid entry arrives", func() bool { return d.Ended(ok) })
+	if d.Ended(victim) {
+		t.Errorf("a malformed entry ended the session of sid and sub %q", victim.SID)
+	}
+	if n := d.Len(); n != 1 {
+		t.Errorf("Len() = %d after %d malformed entries and one valid one, want 1", n, len(malformed))
+	}
 }
 
 // BenchmarkDenyListEnded is what the deny list adds to every cookie-mode request.

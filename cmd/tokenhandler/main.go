@@ -221,7 +221,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, en
 		logger.Info(n)
 	}
 	logger.Info("starting tokenhandler", "version", versionString(), "config", *path)
-	return serve(ctx, cfg, logger)
+	return serve(ctx, cfg, logger, nil)
 }
 
 func runCheckConfig(args []string, getenv func(string) string, environ []string, stdout, stderr io.Writer) error {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/session"
 )
 
 // expiringStack is a stack whose access tokens live ttl and are refreshed as soon as
@@ -28,9 +29,18 @@ func expiringStack(t *testing.T, kind string, ttl time.Duration, opaque bool) *s
 // apiCall sends one proxied request with exactly the given cookies.
 func (s *stack) apiCall(method, path string, cookies []*http.Cookie, body []byte, hdr map[string]string) (*http.Response, []byte) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	resp, b, err := s.tryAPICall(method, path, cookies, body, hdr)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	return resp, b
+}
+
+// tryAPICall is apiCall without the test: for goroutines, which must not call t.Fatal.
+func (s *stack) tryAPICall(method, path string, cookies []*http.Cookie, body []byte, hdr map[string]string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
 	}
 	if body == nil {
 		req.Body = nil
@@ -48,27 +58,49 @@ func (s *stack) apiCall(method, path string, cookies []*http.Cookie, body []byte
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return resp, b, nil
 }
 
 func (s *stack) cookies(c *http.Client, path string) []*http.Cookie {
 	return c.Jar.Cookies(mustURL(s.url + path))
 }
 
-// waitUntilRefreshDue sleeps until the session's access token is within the effective
-// skew (half its lifetime), which the short TTL makes a second or two.
+// waitUntilRefreshDue waits until the session's access token is due for refresh by the
+// proxy's rule (see waitRefreshDue), which the short TTL makes a second or two.
 func waitUntilRefreshDue(t *testing.T, s *stack, c *http.Client) {
 	t.Helper()
 	sess, err := s.session(c, "/api/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	due := sess.AccessExpiry.Add(-sess.AccessExpiry.Sub(sess.AccessIssued) / 2)
-	time.Sleep(time.Until(due) + 100*time.Millisecond)
+	waitRefreshDue(t, sess, s.cfg.Session.RefreshSkew)
+}
+
+// waitRefreshDue waits until sess's access token is due for refresh by the proxy's own
+// rule, Session.NeedsRefresh with the configured skew. The provider's tokens expire by
+// the wall clock, and tokenhandler reads that clock: the instant is the event.
+func waitRefreshDue(t *testing.T, sess *session.Session, skew time.Duration) {
+	t.Helper()
+	for !sess.NeedsRefresh(time.Now(), skew) {
+		half := sess.AccessExpiry.Sub(sess.AccessIssued) / 2
+		waitUntil(t, sess.AccessExpiry.Add(-min(skew, half)))
+	}
+}
+
+// waitUntil blocks until the wall clock reaches at, or fails the test if it ends first.
+func waitUntil(t *testing.T, at time.Time) {
+	t.Helper()
+	timer := time.NewTimer(time.Until(at))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-t.Context().Done():
+		t.Fatalf("the test ended before %s", at.Format(time.RFC3339Nano))
+	}
 }
 
 // TestConcurrentRefresh: 100 concurrent proxied requests of one session whose access
@@ -107,7 +139,11 @@ func TestConcurrentRefresh(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					resp, _ := s.apiCall(http.MethodGet, fmt.Sprintf("/api/item/%d", i), oldCookies, nil, nil)
+					resp, _, err := s.tryAPICall(http.MethodGet, fmt.Sprintf("/api/item/%d", i), oldCookies, nil, nil)
+					if err != nil {
+						t.Errorf("request %d: %v", i, err) // Errorf: Fatal must not run off the test's goroutine
+						return
+					}
 					statuses[i] = resp.StatusCode
 				}()
 			}

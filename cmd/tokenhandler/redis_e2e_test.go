@@ -2,12 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +16,7 @@ import (
 
 	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 	"github.com/tokenhandler/tokenhandler/redisclient"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/session/sessiontest"
@@ -50,6 +45,7 @@ type node struct {
 	cfg  *config.Config
 	srv  *http.Server
 	logs *syncBuffer
+	rec  *recorder // every response the replica wrote; rec.served fires on each
 	stop func()
 }
 
@@ -136,7 +132,7 @@ func (c *cluster) startNode(ln net.Listener) *node {
 	rec := &recorder{}
 	srv := &http.Server{Handler: rec.wrap(a.public), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes}
 	go func() { _ = srv.Serve(ln) }()
-	n := &node{url: "http://" + ln.Addr().String(), app: a, cfg: cfg, srv: srv, logs: logs}
+	n := &node{url: "http://" + ln.Addr().String(), app: a, cfg: cfg, srv: srv, logs: logs, rec: rec}
 	var once sync.Once
 	n.stop = func() {
 		once.Do(func() {
@@ -172,9 +168,18 @@ func (c *cluster) signIn() *http.Client {
 // GET) and returns the status and body.
 func (c *cluster) call(n *node, method, path string, cookies []*http.Cookie) (*http.Response, []byte) {
 	c.t.Helper()
-	req, err := http.NewRequest(method, n.url+path, nil)
+	resp, body, err := tryCall(n, method, path, cookies)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	return resp, body
+}
+
+// tryCall is call without the test: for goroutines, which must not call t.Fatal.
+func tryCall(n *node, method, path string, cookies []*http.Cookie) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, n.url+path, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, ck := range cookies {
 		req.AddCookie(ck)
@@ -184,11 +189,11 @@ func (c *cluster) call(n *node, method, path string, cookies []*http.Cookie) (*h
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s%s: %v", method, n.url, path, err)
+		return nil, nil, fmt.Errorf("%s %s%s: %w", method, n.url, path, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp, body
+	return resp, body, nil
 }
 
 func (c *cluster) cookies(b *http.Client, path string) []*http.Cookie {
@@ -239,12 +244,11 @@ func (c *cluster) inspect(b *http.Client) *session.Session {
 	return s
 }
 
-// waitUntilRefreshDue sleeps until the access token is within the effective skew (half
-// its lifetime, with refresh_skew set high).
+// waitUntilRefreshDue waits until the browser's access token is due for refresh by the
+// replicas' rule (see waitRefreshDue).
 func (c *cluster) waitUntilRefreshDue(b *http.Client) {
-	s := c.inspect(b)
-	due := s.AccessExpiry.Add(-s.AccessExpiry.Sub(s.AccessIssued) / 2)
-	time.Sleep(time.Until(due) + 100*time.Millisecond)
+	c.t.Helper()
+	waitRefreshDue(c.t, c.inspect(b), c.nodes[0].cfg.Session.RefreshSkew)
 }
 
 // TestReplicasRefreshOnce: two replicas share one Redis and the real provider; 100
@@ -257,11 +261,11 @@ func TestReplicasRefreshOnce(t *testing.T) {
 		kind, store string
 		delay       time.Duration
 	}{
-		{"hydra", "redis", 0},
-		{"hydra", "cookie", 0},
-		{"hydra", "redis", session.DefaultLease + time.Second},
-		{"hydra", "cookie", session.DefaultLease + time.Second},
-		{"dex", "redis", 0},
+		{kind: "hydra", store: "redis"},
+		{kind: "hydra", store: "cookie"},
+		{kind: "hydra", store: "redis", delay: session.DefaultLease + time.Second},
+		{kind: "hydra", store: "cookie", delay: session.DefaultLease + time.Second},
+		{kind: "dex", store: "redis"},
 	}
 	for _, tc := range cases {
 		name := tc.kind + "/" + tc.store
@@ -290,7 +294,11 @@ func TestReplicasRefreshOnce(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					resp, body := c.call(c.nodes[i%2], http.MethodGet, fmt.Sprintf("/api/item/%d", i), oldCookies)
+					resp, body, err := tryCall(c.nodes[i%2], http.MethodGet, fmt.Sprintf("/api/item/%d", i), oldCookies)
+					if err != nil {
+						t.Errorf("request %d: %v", i, err) // Errorf: Fatal must not run off the test's goroutine
+						return
+					}
 					statuses[i], bodies[i] = resp.StatusCode, string(body)
 				}()
 			}
@@ -354,11 +362,9 @@ func TestBackchannelLogoutFromProvider(t *testing.T) {
 				resp := c.idp.Logout(t, b, end+"?"+q.Encode())
 				resp.Body.Close()
 
-				deadline := time.Now().Add(10 * time.Second)
-				for received() == 0 && time.Now().Before(deadline) {
-					time.Sleep(50 * time.Millisecond)
-				}
-				if received() == 0 {
+				// The provider sends the logout token on its own time: wait for the
+				// replica's responses, re-checking its log after each.
+				if !waitServed(c.nodes[1].rec, 10*time.Second, func() bool { return received() > 0 }) {
 					t.Fatalf("%s sent no back-channel logout to the replica within 10 s", kind)
 				}
 				for _, line := range strings.Split(c.nodes[1].logs.String(), "\n") {
@@ -367,10 +373,11 @@ func TestBackchannelLogoutFromProvider(t *testing.T) {
 					}
 				}
 				for i, n := range c.nodes {
-					deadline := time.Now().Add(3 * time.Second)
-					for c.authenticated(n, b) && time.Now().Before(deadline) {
-						time.Sleep(20 * time.Millisecond)
-					}
+					// The other replica learns of the entry through Redis pub/sub, which
+					// gives the test no event: poll, with a deadline.
+					ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+					_ = testbench.Poll(ctx, 20*time.Millisecond, func(context.Context) (bool, error) { return !c.authenticated(n, b), nil })
+					cancel()
 					if c.authenticated(n, b) {
 						t.Errorf("replica %d: /auth/session still authenticated after back-channel logout", i)
 					}
@@ -449,11 +456,18 @@ func TestBackchannelLogoutEndpoint(t *testing.T) {
 // fresh key the provider does not know.
 func forgeLogoutToken(t *testing.T, issuer, aud string) string {
 	t.Helper()
-	claims, _ := json.Marshal(map[string]any{
+	signer, err := testbench.NewSigner("forged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := signer.Sign(map[string]any{
 		"iss": issuer, "aud": aud, "iat": time.Now().Unix(), "jti": "forged-1", "sid": "any",
 		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
 	})
-	return signRS256(t, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // TestRedisOutage: Redis stops mid-test. The Redis store answers 503
@@ -499,15 +513,15 @@ func TestRedisOutage(t *testing.T) {
 			t.Errorf("/metrics has no tokenhandler_redis_errors_total{op=\"load\"} after failed loads")
 		}
 		srv.Start(t)
-		deadline := time.Now().Add(5 * time.Second)
+		// The client's pool meets its dead connections one request at a time, which
+		// gives the test no event: poll, with a deadline.
 		var resp *http.Response
-		for {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_ = testbench.Poll(ctx, 50*time.Millisecond, func(context.Context) (bool, error) {
 			resp, _ = c.call(n, http.MethodGet, "/api/x", c.cookies(b, "/api/"))
-			if resp.StatusCode == http.StatusOK || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return resp.StatusCode == http.StatusOK, nil
+		})
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("API call after Redis returned = %d, want 200 (the same session)", resp.StatusCode)
 		}
@@ -534,6 +548,7 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+		failedBy := time.Now() // coordination's Redis call failed before this
 		if resp.StatusCode != http.StatusOK || c.idp.RefreshCalls()-before != 1 {
 			t.Errorf("API call needing a refresh while Redis is down = %d after %d refresh calls, want 200 after 1", resp.StatusCode, c.idp.RefreshCalls()-before)
 		}
@@ -541,7 +556,9 @@ func TestRedisOutage(t *testing.T) {
 			t.Errorf("no warning that coordination fell back to the process")
 		}
 		srv.Start(t)
-		time.Sleep(1100 * time.Millisecond) // past the back-off after a failure
+		// Coordination retries Redis once its back-off after the failure (session's
+		// downBackoff, 1 s) has passed, by the clock: wait for that instant.
+		waitUntil(t, failedBy.Add(time.Second))
 		c.waitUntilRefreshDue(b)
 		req, _ = http.NewRequest(http.MethodGet, n.url+"/api/after-outage", nil)
 		req.Header.Set("X-CSRF", "1")
@@ -574,21 +591,4 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	if resp, body := c.call(again, http.MethodGet, "/api/x", c.cookies(b, "/api/")); resp.StatusCode != http.StatusOK {
 		t.Errorf("after a restart the API call = %d %s, want 200", resp.StatusCode, body)
 	}
-}
-
-// signRS256 signs payload as a compact JWS (RS256) with a fresh 2048-bit key.
-func signRS256(t *testing.T, payload []byte) string {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := base64.RawURLEncoding.EncodeToString
-	signing := enc([]byte(`{"alg":"RS256","typ":"JWT","kid":"forged"}`)) + "." + enc(payload)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + enc(sig)
 }

@@ -307,8 +307,12 @@ func newServer(h http.Handler, cfg *config.Config, logger *slog.Logger) *http.Se
 	}
 }
 
-// serve runs tokenhandler until ctx ends, then drains in-flight requests.
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+// listenAddrs are the addresses serve listens on; Admin is nil without admin_listen.
+type listenAddrs struct{ Public, Admin net.Addr }
+
+// serve runs tokenhandler until ctx ends, then drains in-flight requests. listening, if
+// not nil, is called once every listener is bound (tests listen on port 0).
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listening func(listenAddrs)) error {
 	a, err := newApp(cfg, logger)
 	if err != nil {
 		return err
@@ -343,6 +347,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		errc <- err
 	}()
 	logger.Info("tokenhandler listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "tls", cfg.TLS.CertFile != "")
+	addrs := listenAddrs{Public: ln.Addr()}
 	if cfg.AdminListen != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
@@ -353,6 +358,10 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		servers = append(servers, adm)
 		go func() { errc <- adm.Serve(aln) }()
 		logger.Info("admin listening", "addr", aln.Addr().String())
+		addrs.Admin = aln.Addr()
+	}
+	if listening != nil {
+		listening(addrs)
 	}
 
 	select {

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -23,16 +22,17 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
 // TestServeDrainsOnShutdown: a request in flight when serve's context ends (SIGTERM)
 // completes; serve then returns and the listener is closed.
 func TestServeDrainsOnShutdown(t *testing.T) {
-	started := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
-		time.Sleep(300 * time.Millisecond)
+		<-release // held until serve is shutting down
 		_, _ = io.WriteString(w, "done")
 	}))
 	defer api.Close()
@@ -48,9 +48,12 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
-
-	addr := waitListening(t, logs)
+	addrs := make(chan listenAddrs, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), func(a listenAddrs) { addrs <- a })
+	}()
+	listening := waitListening(t, addrs, done, logs)
+	addr := listening.Public.String()
 
 	// A session minted with the same key: the proxy needs no provider for a fresh token.
 	store, err := session.NewCookieStore(session.CookieOptions{Keys: []session.KeyPair{key}, RefreshPaths: []string{"/api/"}})
@@ -90,7 +93,7 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	}()
 	<-started
 	// The admin listener: alive, not ready (the issuer is unreachable), metrics served.
-	admin := waitLogged(t, logs, "admin listening")
+	admin := listening.Admin.String()
 	if resp, err := http.Get("http://" + addr + "/auth/session"); err == nil {
 		resp.Body.Close()
 	}
@@ -109,6 +112,20 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 		}
 	}
 	cancel() // what SIGTERM does through signal.NotifyContext
+	// Shutdown closes the listener first, then waits for the request in flight: no
+	// event tells the test it has begun, so poll for the refused connection.
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if err := testbench.Poll(pctx, 10*time.Millisecond, func(context.Context) (bool, error) {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil, nil
+	}); err != nil {
+		t.Fatalf("the listener still accepts connections after cancel: %v", err)
+	}
+	close(release)
 	r := <-res
 	if r.err != nil || r.status != 200 || r.body != "done" {
 		t.Fatalf("in-flight request during shutdown = %d %q %v, want 200 done", r.status, r.body, r.err)
@@ -157,9 +174,13 @@ func TestServeTLS(t *testing.T) {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
+	addrs := make(chan listenAddrs, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), func(a listenAddrs) { addrs <- a })
+	}()
+	listening := waitListening(t, addrs, done, logs)
 	defer func() { cancel(); <-done }()
-	addr := waitListening(t, logs)
+	addr := listening.Public.String()
 
 	pool := x509.NewCertPool()
 	pool.AddCert(mustParseCert(t, der))
@@ -192,27 +213,17 @@ func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
 	return c
 }
 
-// waitListening returns the public address serve logged.
-func waitListening(t *testing.T, logs *syncBuffer) string {
+// waitListening returns the addresses serve reports once it listens, or fails the test
+// with serve's error and log if it returns first.
+func waitListening(t *testing.T, addrs <-chan listenAddrs, done <-chan error, logs *syncBuffer) listenAddrs {
 	t.Helper()
-	return waitLogged(t, logs, "tokenhandler listening")
-}
-
-// waitLogged returns the addr of the first log line with message msg.
-func waitLogged(t *testing.T, logs *syncBuffer, msg string) string {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
-				if addr, _ := m["addr"].(string); addr != "" {
-					return addr
-				}
-			}
-		}
+	select {
+	case a := <-addrs:
+		return a
+	case err := <-done:
+		t.Fatalf("serve() = %v before it listened; log:\n%s", err, logs.String())
 	}
-	t.Fatalf("serve did not start: %s", logs.String())
-	return ""
+	return listenAddrs{}
 }
 
 // testApp builds tokenhandler from TH_* settings, without a reachable provider.
@@ -280,4 +291,5 @@ func TestServerLimits(t *testing.T) {
 		t.Errorf("newServer: ReadHeaderTimeout=%v IdleTimeout=%v MaxHeaderBytes=%d WriteTimeout=%v ReadTimeout=%v",
 			s.ReadHeaderTimeout, s.IdleTimeout, s.MaxHeaderBytes, s.WriteTimeout, s.ReadTimeout)
 	}
+
 }

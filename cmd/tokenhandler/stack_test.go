@@ -232,8 +232,37 @@ func (s *syncBuffer) String() string {
 // recorder keeps every response tokenhandler writes. One mutex guards all of it, since
 // a test may read while a handler still writes.
 type recorder struct {
-	mu   sync.Mutex
-	resp []*recorded
+	mu     sync.Mutex
+	resp   []*recorded
+	served chan struct{} // closed (and replaced) each time a handler returns; see next
+}
+
+// next returns a channel that is closed when the next handler returns.
+func (r *recorder) next() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.served == nil {
+		r.served = make(chan struct{})
+	}
+	return r.served
+}
+
+// waitServed waits until cond holds, checking it now and after each response r records,
+// for at most timeout. It reports whether cond held.
+func waitServed(r *recorder, timeout time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		next := r.next() // before the check, so no response slips between the two
+		if cond() {
+			return true
+		}
+		select {
+		case <-next:
+		case <-deadline.C:
+			return cond()
+		}
+	}
 }
 
 type recorded struct {
@@ -260,6 +289,10 @@ func (r *recorder) wrap(h http.Handler) http.Handler {
 		h.ServeHTTP(&teeWriter{ResponseWriter: w, r: r, rec: rec}, req)
 		r.mu.Lock()
 		rec.header = w.Header().Clone()
+		if r.served != nil {
+			close(r.served)
+			r.served = nil
+		}
 		r.mu.Unlock()
 	})
 }

@@ -2,64 +2,29 @@ package idptest
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // NewClient returns an http.Client for browser-like tests: it keeps cookies the way a
 // browser does on loopback, follows redirects, and checks every Set-Cookie of every
 // response against the cookie prefix rules (see CheckSetCookies), reporting each
-// violation with t.Errorf.
-//
-// Go's cookiejar never sends a Secure cookie over http, but browsers treat
-// http://localhost, 127.0.0.0/8 and [::1] as secure contexts and do; this jar does too,
-// for loopback hosts only. Like a browser's, it ignores ports: every server on
-// 127.0.0.1 sees the cookies of every other.
+// violation with t.Errorf. Its jar is testbench.NewJar's: Secure cookies are stored and
+// sent over http on loopback hosts only, as browsers do.
 func NewClient(t testing.TB) *http.Client {
-	jar, err := cookiejar.New(nil)
+	jar, err := testbench.NewJar()
 	if err != nil {
-		t.Fatalf("idptest: cookiejar: %v", err)
+		t.Fatalf("idptest: %v", err)
 	}
 	return &http.Client{
-		Jar:       loopbackJar{jar},
+		Jar:       jar,
 		Transport: &checkingTransport{t: t, next: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}},
 		Timeout:   30 * time.Second,
 	}
-}
-
-// loopbackJar treats http URLs of loopback hosts as https, so that Secure cookies are
-// stored and sent there as a browser does.
-type loopbackJar struct{ jar *cookiejar.Jar }
-
-func (j loopbackJar) SetCookies(u *url.URL, cookies []*http.Cookie) {
-	j.jar.SetCookies(secureLoopback(u), cookies)
-}
-
-func (j loopbackJar) Cookies(u *url.URL) []*http.Cookie { return j.jar.Cookies(secureLoopback(u)) }
-
-func secureLoopback(u *url.URL) *url.URL {
-	if u.Scheme != "http" || !IsLoopback(u.Hostname()) {
-		return u
-	}
-	s := *u
-	s.Scheme = "https"
-	return &s
-}
-
-// IsLoopback reports whether host (without port) is one that browsers treat as a secure
-// context over plain http: localhost (and *.localhost), 127.0.0.0/8 and ::1.
-func IsLoopback(host string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
 }
 
 // checkingTransport checks the Set-Cookie headers of every response.

@@ -123,39 +123,6 @@ func TestNewClientSecureOnlyOnLoopback(t *testing.T) {
 	}
 }
 
-func TestIsLoopback(t *testing.T) {
-	for host, want := range map[string]bool{
-		"localhost": true, "LOCALHOST": true, "app.localhost": true, "127.0.0.1": true,
-		"127.255.0.1": true, "::1": true, "[::1]": true, "localhost.": true,
-		"example.com": false, "10.0.0.1": false, "localhost.example.com": false, "": false,
-		"0.0.0.0": false,
-	} {
-		if got := idptest.IsLoopback(host); got != want {
-			t.Errorf("IsLoopback(%q) = %v, want %v", host, got, want)
-		}
-	}
-}
-
-func TestNeed(t *testing.T) {
-	t.Setenv("CI", "")
-	if f := run(func(tb testing.TB) { idptest.Need(tb, "x", "because") }); !f.skipped || f.fatal {
-		t.Errorf("Need without CI: skipped %v, failed %v, want a skip", f.skipped, f.fatal)
-	}
-	t.Setenv("CI", "true")
-	if f := run(func(tb testing.TB) { idptest.Need(tb, "x", "because") }); f.skipped || !f.fatal {
-		t.Errorf("Need with CI=true: skipped %v, failed %v, want a failure", f.skipped, f.fatal)
-	}
-	t.Setenv("TOKENHANDLER_TEST_NOPE", "")
-	if f := run(func(tb testing.TB) { idptest.NeedEnv(tb, "TOKENHANDLER_TEST_NOPE", "because") }); !f.fatal {
-		t.Errorf("NeedEnv of an empty variable with CI=true did not fail")
-	}
-	t.Setenv("TOKENHANDLER_TEST_NOPE", "v")
-	var got string
-	if f := run(func(tb testing.TB) { got = idptest.NeedEnv(tb, "TOKENHANDLER_TEST_NOPE", "because") }); f.fatal || f.skipped || got != "v" {
-		t.Errorf("NeedEnv of a set variable = %q (failed %v, skipped %v), want v", got, f.fatal, f.skipped)
-	}
-}
-
 func FuzzSetCookieProblems(f *testing.F) {
 	for _, s := range []string{
 		"__Host-a=1; Path=/; Secure", "__Secure-b=; Max-Age=0", "a=b", "__Host-", "=;;;",
@@ -180,13 +147,12 @@ func FuzzSetCookieProblems(f *testing.F) {
 	})
 }
 
-// fakeTB records what a helper reports; Fatal and Skip end its goroutine as the real
-// ones do.
+// fakeTB records what a helper reports; Fatal ends its goroutine as the real one does.
 type fakeTB struct {
 	testing.TB
-	mu             sync.Mutex
-	errors         []string
-	fatal, skipped bool
+	mu     sync.Mutex
+	errors []string
+	fatal  bool
 }
 
 func (f *fakeTB) Helper() {}
@@ -204,11 +170,6 @@ func (f *fakeTB) Fatalf(format string, args ...any) {
 }
 
 func (f *fakeTB) Fatal(args ...any) { f.Fatalf("%s", fmt.Sprint(args...)) }
-
-func (f *fakeTB) Skipf(string, ...any) {
-	f.skipped = true
-	runtime.Goexit()
-}
 
 func run(fn func(testing.TB)) *fakeTB {
 	f := &fakeTB{}

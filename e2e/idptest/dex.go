@@ -6,67 +6,49 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // startDex writes Dex's configuration and starts `dex serve`.
 func (p *Provider) startDex(ctx context.Context, logPath string) (launched, error) {
-	ports, err := freePorts(1)
+	port, err := testbench.FreePort()
 	if err != nil {
 		return launched{}, err
 	}
-	public := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	reuse := "0s"
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := testbench.Dex{
+		// The issuer is the front proxy: discovery hands out endpoints behind it.
+		Issuer:     p.Issuer,
+		Listen:     listen,
+		IDTokenTTL: p.opts.AccessTokenTTL, // also the access-token lifetime
+		Users: []testbench.DexUser{{
+			ID: demoUserID, Email: demoEmail, Name: demoName, PreferredUsername: demoUserID,
+		}},
+		Clients: []testbench.DexClient{{
+			ID: p.ClientID, Secret: p.ClientSecret, Name: "tokenhandler",
+			RedirectURIs:         []string{p.opts.RedirectURL},
+			BackchannelLogoutURI: p.opts.BackchannelLogoutURL,
+		}},
+	}
 	if p.opts.ReuseInterval != nil {
-		reuse = duration(*p.opts.ReuseInterval)
-	}
-	expiry := map[string]any{"refreshTokens": map[string]any{"reuseInterval": reuse}}
-	if p.opts.AccessTokenTTL > 0 {
-		expiry["idTokens"] = duration(p.opts.AccessTokenTTL) // also the access-token lifetime
-	}
-	client := map[string]any{
-		"id":           p.ClientID,
-		"secret":       p.ClientSecret,
-		"name":         "tokenhandler",
-		"redirectURIs": []string{p.opts.RedirectURL},
+		cfg.ReuseInterval = *p.opts.ReuseInterval
 	}
 	if p.opts.PostLogoutRedirectURL != "" {
-		client["postLogoutRedirectURIs"] = []string{p.opts.PostLogoutRedirectURL}
-	}
-	if p.opts.BackchannelLogoutURL != "" {
-		client["backchannelLogoutURI"] = p.opts.BackchannelLogoutURL
-	}
-	cfg := map[string]any{
-		// The issuer is the front proxy: discovery hands out endpoints behind it.
-		"issuer":  p.Issuer,
-		"storage": map[string]any{"type": "memory"},
-		"web":     map[string]any{"http": fmt.Sprintf("127.0.0.1:%d", ports[0])},
-		"logger":  map[string]any{"level": "info"},
-		"expiry":  expiry,
-		"oauth2": map[string]any{
-			"skipApprovalScreen": true,
-			"pkce":               map[string]any{"enforce": true},
-		},
-		"enablePasswordDB": true,
-		"staticPasswords": []map[string]any{{
-			"email":             demoEmail,
-			"hash":              demoPasswordHash,
-			"username":          demoUserID,
-			"name":              demoName,
-			"preferredUsername": demoUserID,
-			"userID":            demoUserID,
-		}},
-		"staticClients": []map[string]any{client},
+		cfg.Clients[0].PostLogoutRedirectURIs = []string{p.opts.PostLogoutRedirectURL}
 	}
 	cfgPath := filepath.Join(p.dir, fmt.Sprintf("dex-%d.yaml", p.starts))
-	if err := writeConfig(cfgPath, cfg); err != nil {
+	if err := testbench.WriteConfig(cfgPath, cfg.Config()); err != nil {
 		return launched{}, err
 	}
-	// DEX_SESSIONS_ENABLED turns on end_session_endpoint (RP-initiated logout) and
-	// back-channel logout.
-	proc, err := startProcess(p.bin, []string{"serve", cfgPath}, baseEnv("DEX_SESSIONS_ENABLED=true"), logPath)
+	proc, err := testbench.Start(testbench.Spec{
+		Name: "dex", Bin: p.bin, Args: []string{"serve", cfgPath},
+		Env: testbench.BaseEnv(testbench.DexEnv), LogPath: logPath,
+	})
 	if err != nil {
 		return launched{}, err
 	}
+	public := "http://" + listen
 	if err := waitReady(ctx, proc, public+"/dex/.well-known/openid-configuration"); err != nil {
 		return launched{}, err
 	}

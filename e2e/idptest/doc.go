@@ -9,9 +9,11 @@
 // real login form with a plain http.Client, checking every Set-Cookie on the way
 // against the cookie prefix rules a browser enforces.
 //
-// The provider binaries come from the environment (EnvHydra, EnvDex): ./test.sh builds
-// them from the tool modules under e2e/idp and exports both. Without them a test that
-// needs them is skipped, except under CI=true, where it fails (see Need).
+// The provider binaries come from the environment (need.EnvHydra, need.EnvDex):
+// ./test.sh builds them from the tool modules under e2e/idp and exports both. Without
+// them a test that needs them is skipped, except under CI=true, where it fails (see
+// internal/need). Processes, ports, the cookie jar, form filling and Hydra's login app
+// come from internal/testbench, which bench and examples/stack share.
 //
 // # How the two providers differ
 //

@@ -1,10 +1,7 @@
 package idptest
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +18,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenhandler/tokenhandler/internal/need"
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 // Provider kinds.
@@ -36,11 +36,9 @@ func Kinds() []string { return []string{KindHydra, KindDex} }
 const (
 	demoUserID   = "alice"
 	demoLogin    = "alice@example.com"
-	demoPassword = "alice-password"
+	demoPassword = testbench.DemoPassword
 	demoName     = "Alice Example"
 	demoEmail    = "alice@example.com"
-	// bcrypt (cost 10) of demoPassword, computed offline: the main module has no bcrypt.
-	demoPasswordHash = "$2a$10$4nKF60qOw0cOar8NS/uXve2fYfEVkauxhsy1jEOktvgrnV0Dkz02m"
 
 	clientID = "tokenhandler"
 	scopes   = "openid profile email offline_access"
@@ -104,7 +102,7 @@ type Provider struct {
 	tokenPath string // path of the token endpoint at the front
 
 	front     *httptest.Server // the front proxy; its URL is the issuer
-	login     *httptest.Server // Hydra's login, consent and logout app
+	login     *httptest.Server // Hydra's login, consent and logout app (testbench.HydraLogin)
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport // front proxy -> provider
 
@@ -119,7 +117,7 @@ type Provider struct {
 	mu       sync.Mutex
 	backend  *url.URL // the provider's public listener; nil while (re)starting
 	adminURL string   // Hydra's admin listener
-	proc     *process
+	proc     *testbench.Process
 	starts   int
 	logs     []string
 }
@@ -145,7 +143,7 @@ func Start(t testing.TB, kind string, opts Options) *Provider {
 	p := &Provider{
 		Kind:         kind,
 		ClientID:     clientID,
-		ClientSecret: randomHex(16),
+		ClientSecret: testbench.RandomHex(16),
 		Username:     demoLogin,
 		Password:     demoPassword,
 		Email:        demoEmail,
@@ -175,7 +173,12 @@ func Start(t testing.TB, kind string, opts Options) *Provider {
 		p.Issuer = p.front.URL
 		p.tokenPath = "/oauth2/token"
 		p.Subject = demoUserID
-		p.login = httptest.NewServer(p.hydraLoginApp())
+		login := &testbench.HydraLogin{
+			Admin:    p.admin,
+			Username: p.Username, Password: p.Password,
+			Subject: p.Subject, Name: p.Name, Email: p.Email,
+		}
+		p.login = httptest.NewServer(login.Handler())
 	case KindDex:
 		p.Issuer = p.front.URL + "/dex"
 		p.tokenPath = "/dex/token"
@@ -196,7 +199,7 @@ func (p *Provider) serveFront(w http.ResponseWriter, r *http.Request) {
 	isToken := r.URL.Path == p.tokenPath
 	if isToken {
 		p.tokenCalls.Add(1)
-		if peekGrantType(r) == "refresh_token" {
+		if testbench.PeekGrantType(r) == "refresh_token" {
 			p.refreshCalls.Add(1)
 		}
 	}
@@ -231,23 +234,6 @@ func refuse(w http.ResponseWriter) {
 		}
 	}
 	w.WriteHeader(http.StatusBadGateway)
-}
-
-// peekGrantType reads grant_type from a form body and puts the body back unchanged.
-func peekGrantType(r *http.Request) string {
-	if r.Body == nil || r.Body == http.NoBody {
-		return ""
-	}
-	head, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	form, err := url.ParseQuery(string(head))
-	if err != nil {
-		return ""
-	}
-	return form.Get("grant_type")
 }
 
 // TokenCalls returns how many requests arrived at the token endpoint through the front
@@ -286,7 +272,7 @@ func (p *Provider) Restart(t testing.TB) {
 	p.proc, p.backend, p.adminURL = nil, nil, ""
 	p.mu.Unlock()
 	if proc != nil {
-		proc.stop(stopGrace)
+		proc.Stop(stopGrace)
 	}
 	p.transport.CloseIdleConnections()
 	p.launch(t)
@@ -331,7 +317,7 @@ func (p *Provider) launch(t testing.TB) {
 			t.Logf("idptest: %s ready at %s in %v", p.Kind, p.Issuer, time.Since(began).Round(time.Millisecond))
 			return
 		}
-		if !errors.Is(err, errExited) {
+		if !errors.Is(err, testbench.ErrExited) {
 			break
 		}
 	}
@@ -340,39 +326,22 @@ func (p *Provider) launch(t testing.TB) {
 
 // launched is what a started provider process offers.
 type launched struct {
-	proc    *process
+	proc    *testbench.Process
 	backend *url.URL // public listener
 	admin   string   // Hydra's admin listener
 	keys    keySets  // Hydra's signing keys, imported once it is ready
 }
 
 // waitReady polls each URL until it answers 200, the process exits, or the timeout.
-// On failure it stops the process.
-func waitReady(ctx context.Context, proc *process, urls ...string) error {
+// On failure it stops the process; the error wraps testbench.ErrExited when the process
+// exited first.
+func waitReady(ctx context.Context, proc *testbench.Process, urls ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	for _, u := range urls {
-		for {
-			if proc.exited() {
-				return fmt.Errorf("%w (%v)", errExited, proc.err)
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			resp, err := c.Do(req)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				proc.stop(stopGrace)
-				return fmt.Errorf("not ready after %v: GET %s: %v", readyTimeout, u, err)
-			case <-proc.done:
-			case <-time.After(20 * time.Millisecond):
-			}
+		if _, err := testbench.WaitHTTP(ctx, proc, u, http.StatusOK, 20*time.Millisecond); err != nil {
+			proc.Stop(stopGrace)
+			return err
 		}
 	}
 	return nil
@@ -385,7 +354,7 @@ func (p *Provider) cleanup(t testing.TB) {
 	p.proc, p.backend = nil, nil
 	p.mu.Unlock()
 	if proc != nil {
-		proc.stop(stopGrace)
+		proc.Stop(stopGrace)
 	}
 	p.front.Close()
 	if p.login != nil {
@@ -424,32 +393,6 @@ func logTail(b []byte) string {
 	return strings.Join(lines, "\n")
 }
 
-// writeConfig writes cfg as JSON, which both providers read as YAML.
-func writeConfig(path string, cfg any) error {
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return fmt.Errorf("idptest: config: %w", err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return fmt.Errorf("idptest: config: %w", err)
-	}
-	return nil
-}
-
-// duration formats d as both providers parse it (Hydra's schema takes no fractions).
-func duration(d time.Duration) string {
-	if d%time.Second == 0 {
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
-	return fmt.Sprintf("%dms", d.Milliseconds())
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 var discardLog = log.New(io.Discard, "", 0)
 
 var plainClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -468,4 +411,23 @@ func getJSON(ctx context.Context, u string, out any) error {
 		return fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// binary returns the provider binary of kind from its environment variable, or ends
+// the test through need.Missing.
+func binary(t testing.TB, kind string) string {
+	t.Helper()
+	env := map[string]string{KindHydra: need.EnvHydra, KindDex: need.EnvDex}[kind]
+	path := need.Env(t, env, "run ./test.sh, or export "+env+"=$(scripts/idp-bin.sh "+kind+")")
+	if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		need.Missing(t, kind+" binary", env+"="+path+" is not an executable file")
+	}
+	return path
+}
+
+// admin returns Hydra's admin URL, "" while it is not running.
+func (p *Provider) admin() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.adminURL
 }

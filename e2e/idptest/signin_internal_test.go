@@ -7,10 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 )
-
-var timeParse = time.ParseDuration
 
 // TestFormIn reads forms as the providers write them: Dex's escaped action URL,
 // attributes without values, unchecked checkboxes, a logout form without password.
@@ -40,10 +37,10 @@ func TestFormIn(t *testing.T) {
 	if f == nil {
 		t.Fatal("formIn(Dex login page) = nil, want the form")
 	}
-	if want := front.URL + "/dex/auth/local/login?back=&state=abc"; f.action != want {
-		t.Errorf("action = %q, want %q", f.action, want)
+	if want := front.URL + "/dex/auth/local/login?back=&state=abc"; f.Action != want {
+		t.Errorf("action = %q, want %q", f.Action, want)
 	}
-	if got := f.values.Encode(); got != "login=&password=&req=r%271" {
+	if got := f.Values.Encode(); got != "login=&password=&req=r%271" {
 		t.Errorf("values = %q, want login, password and req (no unchecked box)", got)
 	}
 	if b, _ := io.ReadAll(resp.Body); string(b) != dexLogin {
@@ -52,7 +49,7 @@ func TestFormIn(t *testing.T) {
 	if f := p.formIn(page("/dex/auth/local", dexLogin), false); f != nil {
 		t.Errorf("formIn(login page, !login) = %+v, want nil", f)
 	}
-	if f := p.formIn(page("/dex/logout", dexLogout), false); f == nil || f.action != front.URL+"/dex/logout" {
+	if f := p.formIn(page("/dex/logout", dexLogout), false); f == nil || f.Action != front.URL+"/dex/logout" {
 		t.Errorf("formIn(Dex logout page) = %+v, want the confirmation form", f)
 	}
 	if f := p.formIn(page("/dex/logout", dexLogout), true); f != nil {
@@ -69,14 +66,5 @@ func TestDexSubject(t *testing.T) {
 	// Seen in a Dex ID token for user id "alice" and the connector "local".
 	if got, want := dexSubject("alice", "local"), "CgVhbGljZRIFbG9jYWw"; got != want {
 		t.Errorf("dexSubject(alice, local) = %q, want %q", got, want)
-	}
-}
-
-func TestDuration(t *testing.T) {
-	for d, want := range map[string]string{"3s": "3s", "1500ms": "1500ms", "2m": "120s", "0s": "0s"} {
-		pd, _ := timeParse(d)
-		if got := duration(pd); got != want {
-			t.Errorf("duration(%s) = %q, want %q", d, got, want)
-		}
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -14,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/coreos/go-oidc/v3/oidc/oidctest"
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 func TestMain(m *testing.M) {
@@ -24,63 +29,42 @@ func TestMain(m *testing.M) {
 
 var now = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
-// testIdP serves discovery (with issuer iss, or the server's own URL when iss is "") and
-// a JWKS holding key's public half.
+// testIdP is go-oidc's test provider (discovery and keys, issuer iss or the server's
+// own URL when iss is "") with one RSA key, counting the requests for its keys.
 type testIdP struct {
 	srv       *httptest.Server
 	key       *rsa.PrivateKey
 	jwksCalls atomic.Int32
 }
 
-func newIdP(t *testing.T, iss string, jwksHost func(srvURL string) string) *testIdP {
+func newIdP(t *testing.T, iss string) *testIdP {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	signer, err := testbench.NewSigner("k1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	idp := &testIdP{key: key}
+	idp := &testIdP{key: signer.Key}
+	provider := &oidctest.Server{
+		PublicKeys: []oidctest.PublicKey{{PublicKey: signer.Key.Public(), KeyID: signer.KeyID, Algorithm: oidc.RS256}},
+		Algorithms: []string{"RS256", "HS256", "none"},
+	}
 	idp.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			issuer := iss
-			if issuer == "" {
-				issuer = idp.srv.URL
-			}
-			host := idp.srv.URL
-			if jwksHost != nil {
-				host = jwksHost(idp.srv.URL)
-			}
-			json.NewEncoder(w).Encode(map[string]any{
-				"issuer":                                issuer,
-				"jwks_uri":                              host + "/keys",
-				"id_token_signing_alg_values_supported": []string{"RS256", "HS256", "none"},
-			})
-		case "/keys", "/dex/keys":
+		case "/keys", "/dex/keys": // /dex/keys: the Docker case's jwks_uri, on this host
 			idp.jwksCalls.Add(1)
-			json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-				{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"},
-			}})
-		default:
-			http.NotFound(w, r)
+			r.URL.Path = "/keys"
 		}
+		provider.ServeHTTP(w, r)
 	}))
 	t.Cleanup(idp.srv.Close)
+	provider.SetIssuer(cmp.Or(iss, idp.srv.URL))
 	return idp
 }
 
+// sign returns claims as a JWT signed with key by alg (kid k1).
 func sign(t *testing.T, key any, alg jose.SignatureAlgorithm, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jws.CompactSerialize()
+	s, err := testbench.SignJWT(key, alg, "k1", claims)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +95,7 @@ func call(t *testing.T, h http.Handler, path, authz string) *httptest.ResponseRe
 }
 
 func TestClaims(t *testing.T) {
-	idp := newIdP(t, "", nil)
+	idp := newIdP(t, "")
 	iss := idp.srv.URL
 	h, err := New(Options{Issuer: iss, Audience: "tokenhandler", Now: func() time.Time { return now }})
 	if err != nil {
@@ -140,7 +124,7 @@ func TestClaims(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	idp := newIdP(t, "", nil)
+	idp := newIdP(t, "")
 	iss := idp.srv.URL
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	tests := []struct {
@@ -149,20 +133,20 @@ func TestRejects(t *testing.T) {
 		audience  string
 		wantError bool // WWW-Authenticate carries error="invalid_token"
 	}{
-		{"no header", "", "", false},
-		{"basic scheme", "Basic dXNlcjpwYXNz", "", false},
-		{"empty bearer", "Bearer ", "", false},
-		{"expired", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) {
+		{name: "no header"},
+		{name: "basic scheme", authz: "Basic dXNlcjpwYXNz"},
+		{name: "empty bearer", authz: "Bearer "},
+		{name: "expired", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) {
 			c["exp"] = now.Add(-time.Second).Unix()
-		})), "", true},
-		{"no exp", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) { delete(c, "exp") })), "", true},
-		{"other issuer", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor("http://evil.example", nil)), "", true},
-		{"other key", "Bearer " + sign(t, other, jose.RS256, claimsFor(iss, nil)), "", true},
-		{"hmac with a guessable key", "Bearer " + sign(t, []byte(strings.Repeat("k", 32)), jose.HS256, claimsFor(iss, nil)), "", true},
-		{"alg none", "Bearer " + unsigned(claimsFor(iss, nil)), "", true},
-		{"tampered payload", "Bearer " + tamper(sign(t, idp.key, jose.RS256, claimsFor(iss, nil))), "", true},
-		{"wrong audience", "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, nil)), "orders-api", true},
-		{"opaque token", "Bearer ory_at_abcdef", "", true},
+		})), wantError: true},
+		{name: "no exp", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, func(c map[string]any) { delete(c, "exp") })), wantError: true},
+		{name: "other issuer", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor("http://evil.example", nil)), wantError: true},
+		{name: "other key", authz: "Bearer " + sign(t, other, jose.RS256, claimsFor(iss, nil)), wantError: true},
+		{name: "hmac with a guessable key", authz: "Bearer " + sign(t, []byte(strings.Repeat("k", 32)), jose.HS256, claimsFor(iss, nil)), wantError: true},
+		{name: "alg none", authz: "Bearer " + unsigned(claimsFor(iss, nil)), wantError: true},
+		{name: "tampered payload", authz: "Bearer " + tamper(sign(t, idp.key, jose.RS256, claimsFor(iss, nil))), wantError: true},
+		{name: "wrong audience", authz: "Bearer " + sign(t, idp.key, jose.RS256, claimsFor(iss, nil)), audience: "orders-api", wantError: true},
+		{name: "opaque token", authz: "Bearer ory_at_abcdef", wantError: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,7 +188,7 @@ func tamper(jwt string) string {
 // fetches discovery and keys from another base, and still checks iss.
 func TestDiscoveryURL(t *testing.T) {
 	const public = "http://localhost:5556/dex"
-	idp := newIdP(t, public, func(string) string { return public })
+	idp := newIdP(t, public)
 	h, _ := New(Options{Issuer: public, DiscoveryURL: idp.srv.URL, Now: func() time.Time { return now }})
 	rec := call(t, h, "/claims", "Bearer "+sign(t, idp.key, jose.RS256, claimsFor(public, nil)))
 	if rec.Code != http.StatusOK {
@@ -216,7 +200,7 @@ func TestDiscoveryURL(t *testing.T) {
 }
 
 func TestDiscoveryIssuerMismatch(t *testing.T) {
-	idp := newIdP(t, "http://other.example", nil)
+	idp := newIdP(t, "http://other.example")
 	h, _ := New(Options{Issuer: idp.srv.URL, Now: func() time.Time { return now }})
 	rec := call(t, h, "/claims", "Bearer "+sign(t, idp.key, jose.RS256, claimsFor(idp.srv.URL, nil)))
 	if rec.Code != http.StatusServiceUnavailable {
@@ -226,7 +210,7 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 
 func TestDiscoveryRetried(t *testing.T) {
 	var up atomic.Bool
-	idp := newIdP(t, "", nil)
+	idp := newIdP(t, "")
 	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !up.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)

@@ -20,9 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -41,6 +39,7 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/examples/api"
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
 //go:embed dex.yaml.tmpl
@@ -50,8 +49,8 @@ var dexTemplate string
 const (
 	clientID     = "tokenhandler"
 	username     = "alice@example.com"
-	password     = "alice-password"
-	passwordHash = "$2a$10$4nKF60qOw0cOar8NS/uXve2fYfEVkauxhsy1jEOktvgrnV0Dkz02m"
+	password     = testbench.DemoPassword
+	passwordHash = testbench.DemoPasswordHash
 	modulePath   = "github.com/tokenhandler/tokenhandler"
 )
 
@@ -115,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch o.ports {
 	case "", "default":
 	case "auto":
-		p, err := freePorts(2)
+		p, err := testbench.FreePorts(2)
 		if err != nil {
 			return err
 		}
@@ -142,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	s := &stack{o: o, dir: dir, human: human, stderr: stderr, exited: make(chan *child, 4)}
+	s := &stack{o: o, dir: dir, human: human, stderr: stderr}
 	err = s.run(ctx, stdout)
 	if err != nil || o.keepLogs {
 		fmt.Fprintf(stderr, "stack: logs kept in %s\n", dir)
@@ -157,12 +156,11 @@ type stack struct {
 	dir    string
 	human  io.Writer
 	stderr io.Writer
-	exited chan *child
 }
 
 func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	o := s.o
-	ports, err := freePorts(2)
+	ports, err := testbench.FreePorts(2)
 	if err != nil {
 		return err
 	}
@@ -191,7 +189,7 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("tokenhandler keygen: %w", err)
 	}
-	secret := randomHex(24) // a fresh client secret per start: Dex and tokenhandler both get it here
+	secret := testbench.RandomHex(24) // a fresh client secret per start: Dex and tokenhandler both get it here
 
 	// Dex.
 	cfgPath := filepath.Join(s.dir, "dex.yaml")
@@ -211,7 +209,7 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer dex.stop(5 * time.Second)
+	defer dex.Stop(5 * time.Second)
 	if err := s.waitReady(ctx, dex, fmt.Sprintf("http://127.0.0.1:%d/dex/.well-known/openid-configuration", o.dexPort)); err != nil {
 		return err
 	}
@@ -271,7 +269,7 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer th.stop(10 * time.Second)
+	defer th.Stop(10 * time.Second)
 	if err := s.waitReady(ctx, th, adminURL+"/readyz"); err != nil {
 		return err
 	}
@@ -301,8 +299,10 @@ Ctrl-C stops everything.
 	case <-ctx.Done():
 		fmt.Fprintln(s.human, "stack: stopping")
 		return nil
-	case c := <-s.exited:
-		return fmt.Errorf("%s exited unexpectedly (%v); its log:\n%s", c.name, c.err, tail(c.logPath, 30))
+	case <-dex.Done():
+		return exitedError(dex)
+	case <-th.Done():
+		return exitedError(th)
 	}
 }
 
@@ -319,89 +319,42 @@ func (s *stack) output(ctx context.Context, dir, name string, args ...string) (s
 	return strings.TrimSpace(string(out)), nil
 }
 
-// child is a process the stack started, in a process group of its own.
-type child struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
-}
-
-func (s *stack) start(name, bin string, args, env []string) (*child, error) {
-	logPath := filepath.Join(s.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
+// start starts a child in a process group of its own (so Ctrl-C in the terminal
+// reaches only the stack, which then stops each child in order), its output in
+// NAME.log and, with -v, on stderr. On Linux the child gets SIGTERM if the stack dies
+// without cleaning up (kill -9), so no Dex or tokenhandler is left holding the demo's
+// ports.
+func (s *stack) start(name, bin string, args, env []string) (*testbench.Process, error) {
+	spec := testbench.Spec{
+		Name: name, Bin: bin, Args: args, Env: env,
+		LogPath:     filepath.Join(s.dir, name+".log"),
+		DeathSignal: syscall.SIGTERM,
 	}
-	var out io.Writer = f
 	if s.o.verbose {
-		out = io.MultiWriter(f, prefixWriter(s.stderr, name+": "))
+		spec.Output = prefixWriter(s.stderr, name+": ")
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	c := &child{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		c.err = cmd.Wait()
-		f.Close()
-		close(c.done)
-		select {
-		case s.exited <- c:
-		default:
-		}
-	}()
-	return c, nil
-}
-
-// stop ends the child's process group: SIGTERM, then SIGKILL after grace.
-func (c *child) stop(grace time.Duration) {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	signalGroup(c.cmd, syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(grace):
-		signalGroup(c.cmd, syscall.SIGKILL)
-		<-c.done
-	}
+	return testbench.Start(spec)
 }
 
 // waitReady polls url until it answers 200, the child exits, or time runs out.
-func (s *stack) waitReady(ctx context.Context, c *child, url string) error {
+func (s *stack) waitReady(ctx context.Context, c *testbench.Process, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.o.readyWait)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := client.Do(req); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-c.done:
-			return fmt.Errorf("%s exited before it was ready (%v); its log:\n%s", c.name, c.err, tail(c.logPath, 30))
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s not ready at %s after %s; its log:\n%s", c.name, url, s.o.readyWait, tail(c.logPath, 30))
-			}
-			return ctx.Err()
-		case <-tick.C:
-		}
+	_, err := testbench.WaitHTTP(ctx, c, url, http.StatusOK, 100*time.Millisecond)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, testbench.ErrExited):
+		return fmt.Errorf("%s exited before it was ready (%v); its log:\n%s", c.Name(), c.Err(), c.Tail(30))
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s not ready at %s after %s; its log:\n%s", c.Name(), url, s.o.readyWait, c.Tail(30))
 	}
+	return err
+}
+
+// exitedError reports a child that exited while the stack ran.
+func exitedError(c *testbench.Process) error {
+	return fmt.Errorf("%s exited unexpectedly (%v); its log:\n%s", c.Name(), c.Err(), c.Tail(30))
 }
 
 type dexConfig struct {
@@ -452,32 +405,6 @@ func findRoot() (string, error) {
 	}
 }
 
-// freePorts returns n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func firstNonEmpty(vs ...string) string {
 	for _, v := range vs {
 		if v != "" {
@@ -485,19 +412,6 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
-}
-
-// tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // prefixWriter writes each line to w with prefix in front.

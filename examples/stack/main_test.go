@@ -18,7 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/internal/need"
 )
 
 func TestDexConfig(t *testing.T) {
@@ -95,20 +95,6 @@ func TestChildEnvDropsConfiguration(t *testing.T) {
 	}
 }
 
-func TestFreePortsDistinct(t *testing.T) {
-	ports, err := freePorts(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if p <= 0 || seen[p] {
-			t.Fatalf("freePorts(4) = %v, want 4 distinct ports", ports)
-		}
-		seen[p] = true
-	}
-}
-
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-ports=some"},
@@ -127,7 +113,7 @@ func TestBadFlags(t *testing.T) {
 // cancels it like Ctrl-C and checks every child is gone. The browser tests
 // (e2e/browser) sign in through it.
 func TestStackRunsAndStops(t *testing.T) {
-	dex := idptest.NeedEnv(t, idptest.EnvDex, "run ./test.sh, or export "+idptest.EnvDex+"=$(scripts/idp-bin.sh dex)")
+	dex := need.Env(t, need.EnvDex, "run ./test.sh, or export "+need.EnvDex+"=$(scripts/idp-bin.sh dex)")
 	if testing.Short() {
 		t.Skip("starts Dex and tokenhandler")
 	}

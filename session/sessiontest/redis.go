@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,25 +14,26 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/internal/need"
+	"github.com/tokenhandler/tokenhandler/internal/testbench"
 )
 
-// RedisURL returns the URL of the Redis the tests share (idptest.EnvRedisURL), or ends
-// the test through idptest.Need: skipped outside CI, failed under CI=true. It checks that
+// RedisURL returns the URL of the Redis the tests share (need.EnvRedisURL), or ends
+// the test through need.Missing: skipped outside CI, failed under CI=true. It checks that
 // the server answers.
 func RedisURL(t testing.TB) string {
 	t.Helper()
-	u := idptest.NeedEnv(t, idptest.EnvRedisURL, "run ./test.sh, or start redis-server and export "+idptest.EnvRedisURL+"=redis://127.0.0.1:PORT")
+	u := need.Env(t, need.EnvRedisURL, "run ./test.sh, or start redis-server and export "+need.EnvRedisURL+"=redis://127.0.0.1:PORT")
 	opts, err := redis.ParseURL(u)
 	if err != nil {
-		t.Fatalf("sessiontest: %s does not parse: %v", idptest.EnvRedisURL, err)
+		t.Fatalf("sessiontest: %s does not parse: %v", need.EnvRedisURL, err)
 	}
 	c := redis.NewClient(opts)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
-		idptest.Need(t, "a reachable Redis", fmt.Sprintf("%s=%s does not answer: %v", idptest.EnvRedisURL, u, err))
+		need.Missing(t, "a reachable Redis", fmt.Sprintf("%s=%s does not answer: %v", need.EnvRedisURL, u, err))
 	}
 	return u
 }
@@ -76,12 +76,11 @@ type RedisServer struct {
 	bin  string
 	dir  string
 	args func(port string) []string // the command line after the binary
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testbench.Process
 }
 
-// StartRedis starts a redis-server from idptest.EnvRedisBin (ending the test through
-// idptest.Need without it), on loopback only.
+// StartRedis starts a redis-server from need.EnvRedisBin (ending the test through
+// need.Missing without it), on loopback only.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
 	return startServer(t, func(dir, port string) []string {
@@ -93,20 +92,19 @@ func StartRedis(t testing.TB) *RedisServer {
 // port, on a free port.
 func startServer(t testing.TB, args func(dir, port string) []string) *RedisServer {
 	t.Helper()
-	bin := idptest.NeedEnv(t, idptest.EnvRedisBin, "run ./test.sh, or export "+idptest.EnvRedisBin+"=$(command -v redis-server)")
+	bin := need.Env(t, need.EnvRedisBin, "run ./test.sh, or export "+need.EnvRedisBin+"=$(command -v redis-server)")
 	if st, err := os.Stat(bin); err != nil || st.IsDir() {
-		idptest.Need(t, "redis-server", idptest.EnvRedisBin+"="+bin+" is not a file")
+		need.Missing(t, "redis-server", need.EnvRedisBin+"="+bin+" is not a file")
 	}
 	dir := t.TempDir()
 	s := &RedisServer{bin: bin, dir: dir, args: func(port string) []string { return args(dir, port) }}
 	var err error
 	for range 5 {
-		var l net.Listener
-		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatalf("sessiontest: free port: %v", err)
+		port, perr := testbench.FreePort()
+		if perr != nil {
+			t.Fatalf("sessiontest: %v", perr)
 		}
-		s.Addr = l.Addr().String()
-		l.Close()
+		s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 		s.URL = "redis://" + s.Addr
 		if err = s.start(); err == nil {
 			t.Cleanup(s.stop)
@@ -147,15 +145,14 @@ func StartRedisCluster(t testing.TB, n int) string {
 		}
 	}
 	for _, c := range clients {
-		for {
-			info, err := c.ClusterInfo(ctx).Result()
-			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n)) {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("sessiontest: the cluster did not become ready: %v %q", err, info)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var info string
+		err := testbench.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
+			var err error
+			info, err = c.ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n)), nil
+		})
+		if err != nil {
+			t.Fatalf("sessiontest: the cluster did not become ready: %v %q", err, info)
 		}
 	}
 	u := nodes[0].URL + "?"
@@ -186,15 +183,14 @@ func StartRedisSentinel(t testing.TB) string {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
+	var last error
+	err := testbench.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
 		addr, err := c.GetMasterAddrByName(ctx, "mymaster").Result()
-		if err == nil && len(addr) == 2 && addr[1] == mport {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("sessiontest: the sentinel does not know the master: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		last = err
+		return err == nil && len(addr) == 2 && addr[1] == mport, nil
+	})
+	if err != nil {
+		t.Fatalf("sessiontest: the sentinel does not know the master: %v (last: %v)", err, last)
 	}
 	return sentinel.URL + "?master_name=mymaster"
 }
@@ -206,65 +202,55 @@ func (s *RedisServer) Stop(t testing.TB) {
 	s.stop()
 }
 
-// Start starts the server again on the same port, with the data it had.
+// Start starts the server again on the same port, with the data it had. The port may
+// linger a moment after Stop, so a start that fails is retried until a deadline.
 func (s *RedisServer) Start(t testing.TB) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
 	var err error
-	for range 20 {
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond) // the port may linger a moment
+	if perr := testbench.Poll(ctx, 100*time.Millisecond, func(context.Context) (bool, error) {
+		err = s.start()
+		return err == nil, nil
+	}); perr != nil {
+		t.Fatalf("sessiontest: restart redis-server on %s: %v", s.Addr, err)
 	}
-	t.Fatalf("sessiontest: restart redis-server on %s: %v", s.Addr, err)
 }
 
+// start starts redis-server on s.Addr's port and waits until it answers PING.
 func (s *RedisServer) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
-	logf, err := os.OpenFile(filepath.Join(s.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	proc, err := testbench.Start(testbench.Spec{
+		Name: "redis-server", Bin: s.bin, Args: s.args(port),
+		Env: os.Environ(), LogPath: filepath.Join(s.dir, "redis.log"),
+	})
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, s.args(port)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server exited at once (port %s taken?)", port)
-		default:
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = testbench.Poll(ctx, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if proc.Exited() {
+			return false, fmt.Errorf("redis-server exited at once (port %s taken?): %w", port, testbench.ErrExited)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			s.cmd, s.done = cmd, done
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		return c.Ping(pctx).Err() == nil, nil
+	})
+	if err != nil {
+		proc.Kill()
+		return fmt.Errorf("redis-server on port %s not ready: %w", port, err)
 	}
-	_ = cmd.Process.Kill()
-	<-done
-	return fmt.Errorf("redis-server on port %s not ready in 10s", port)
+	s.proc = proc
+	return nil
 }
 
 func (s *RedisServer) stop() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
+	s.proc.Kill()
+	s.proc = nil
 }

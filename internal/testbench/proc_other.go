@@ -1,10 +1,13 @@
 //go:build !unix
 
-package idptest
+package testbench
 
-import "os/exec"
+import (
+	"os/exec"
+	"syscall"
+)
 
-func setProcessGroup(*exec.Cmd) {}
+func setProcessGroup(*exec.Cmd, syscall.Signal) {}
 
 func terminateGroup(cmd *exec.Cmd) { _ = cmd.Process.Kill() }
 
