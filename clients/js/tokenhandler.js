@@ -284,13 +284,13 @@ export class TokenHandlerClient extends EventTarget {
     };
     const res = await this.#send(where, init, 'POST', where);
     if (res.status !== 200) throw await this.#failure(res, 'POST', where);
-    // 200: tokenhandler has ended the session and cleared its cookies, whatever follows.
-    this.#channel?.postMessage({ type: 'signedout', reason: 'logout' });
-    this.#dispatchSignedOut('logout', false);
     let body = null;
     try {
       body = await res.json();
     } catch { /* checked below */ }
+    // 200: tokenhandler has ended the session and cleared its cookies, whatever follows.
+    this.#channel?.postMessage({ type: 'signedout', reason: 'logout' });
+    this.#dispatchSignedOut('logout', false);
     const loc = this.#loc;
     let next = null;
     try {
