@@ -140,7 +140,9 @@ export function createClient(options?: ClientOptions): TokenHandlerClient;
 /**
  * The return_to tokenhandler would accept (without its fragment), or null: a
  * same-origin path, no control characters or backslashes nor their %-encodings, at most
- * 2 KiB, not under the auth prefix.
+ * 2 KiB, a clean path (no "." or ".." segment, "//", ";", %2e, %2f, %5c or %00) that,
+ * decoded, is not under the auth prefix. tokenhandler also refuses a path under a
+ * proxied route, which only it knows.
  */
 export function validReturnTo(returnTo: string, authPrefix?: string): string | null;
 

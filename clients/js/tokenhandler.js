@@ -80,8 +80,11 @@ export class SignedOutEvent extends Event {
 /**
  * validReturnTo checks a return_to path the way tokenhandler's /auth/login does: a
  * same-origin relative path (one leading "/", not "//" or "/\"), no control characters
- * or backslashes nor their %-encodings, at most 2 KiB, not under the auth prefix. It
- * returns the path without its fragment, or null when tokenhandler would refuse it.
+ * or backslashes nor their %-encodings, at most 2 KiB, a clean path (no "." or ".."
+ * segment, no "//", no ";", no %2e, %2f, %5c or %00) that, decoded, is not under the
+ * auth prefix. It returns the path without its fragment, or null when tokenhandler would
+ * refuse it. (tokenhandler also refuses a path under a proxied route, which only it
+ * knows.)
  *
  * @param {string} s
  * @param {string} [authPrefix]
@@ -113,10 +116,40 @@ export function validReturnTo(s, authPrefix = DEFAULT_AUTH_PREFIX) {
       }
     }
   }
+  // The path as tokenhandler's router will see it: clean, and decoded ("/%61uth/" is
+  // "/auth/"), which must not be under the auth prefix (not a page of the SPA).
   const q = s.indexOf('?');
-  const p = q >= 0 ? s.slice(0, q) : s;
-  if (p === authPrefix || p.startsWith(`${authPrefix}/`)) return null; // not a page of the SPA
+  const raw = q >= 0 ? s.slice(0, q) : s;
+  if (hasForbiddenEscape(raw)) return null;
+  const decoded = raw.replace(/%([0-9a-fA-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+  if (!cleanDecoded(decoded)) return null;
+  if (decoded === authPrefix || decoded.startsWith(`${authPrefix}/`)) return null;
   return s;
+}
+
+// cleanDecoded is tokenhandler's check of a decoded path (web.CleanDecoded): it starts
+// with "/", has no "." or ".." segment, no "//", no control character, backslash or ";",
+// and no %2e, %2f, %5c or %00 (which an upstream might decode a second time).
+function cleanDecoded(p) {
+  if (p === '' || p[0] !== '/') return false;
+  let segStart = 1;
+  for (let i = 1; i <= p.length; i++) {
+    if (i < p.length) {
+      const c = p.charCodeAt(i);
+      if (c < 0x20 || c === 0x7f || c === 0x5c || c === 0x3b) return false;
+      if (c !== 0x2f) continue;
+    }
+    const seg = p.slice(segStart, i); // i is a "/" or the end
+    if (seg === '.' || seg === '..') return false;
+    if (seg === '' && i < p.length) return false; // "//"; a trailing "/" is fine
+    segStart = i + 1;
+  }
+  return !hasForbiddenEscape(p);
+}
+
+// hasForbiddenEscape reports whether s holds %2e, %2f, %5c or %00 in any letter case.
+function hasForbiddenEscape(s) {
+  return /%(2[ef]|5c|00)/i.test(s);
 }
 
 function normalizePrefix(prefix) {

@@ -387,6 +387,18 @@ describe('login', () => {
       '/auth',
       '/auth/callback?code=x',
       '/auth?x=1',
+      // Judged as tokenhandler's router sees the path: clean, and decoded.
+      '/%61uth/callback',
+      '/x/../auth/callback',
+      '/x/./y',
+      '/x/..',
+      '/a//b',
+      '/a;b',
+      '/x/%2Fy',
+      '/x/%2e%2e/y',
+      '/x/%2E',
+      '/x%252e', // %2e once decoded
+      '/x%255C',
     ];
     for (const bad of hostile) {
       const { client, location } = setup(() => json(200, {}));
@@ -403,7 +415,10 @@ describe('login', () => {
       ['/orders/42?tab=2', '/orders/42?tab=2'],
       ['/authors', '/authors'], // not under /auth
       ['/a%20b?q=%2F', '/a%20b?q=%2F'],
-      ['/x/%2Fy', '/x/%2Fy'], // %2F only refused right after the leading slash
+      ['/a/b/', '/a/b/'], // a trailing slash is not an empty segment
+      ['/.well-known/x', '/.well-known/x'],
+      ['/a?next=/x/../y;z//w%2F', '/a?next=/x/../y;z//w%2F'], // the query is not the path
+      ['/%7Euser', '/%7Euser'],
       ['/ü', '/ü'],
       [`/${'a'.repeat(2047)}`, `/${'a'.repeat(2047)}`],
       ['/p#frag', '/p'],
