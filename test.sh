@@ -2,7 +2,8 @@
 # test.sh: the project's one test command. CI runs exactly this (see .ci/run).
 #
 #   ./test.sh                          go vet ./..., go test -race ./..., the Docker build
-#                                      check, then the browser tests
+#                                      check, the JavaScript client's unit tests, then the
+#                                      browser tests
 #   ./test.sh ./session/...            vet and test only these packages (no browser tests)
 #   ./test.sh -run TestLogin ./e2e/... any go test flags, with or without packages
 #   ./test.sh -count=1 -v              flags only: every package, browser tests included
@@ -132,12 +133,22 @@ step "${test_cmd[*]}"
 
 # --- Docker build and browser tests ---------------------------------------------------------
 # On a full run only (no package named): the Dockerfile's build commands run outside
-# Docker (static binaries, docker-compose.yml valid), then the example SPA in Chromium
+# Docker (static binaries, docker-compose.yml valid), the JavaScript client's unit tests
+# (node --test, stubs only, no npm packages), then the example SPA in Chromium
 # against the real Dex (e2e/browser/run.sh: node's test runner driving Debian's chromium
 # with playwright-core).
 if ((${#pkgs[@]} == 0)); then
 	step "Docker build outside Docker (examples/check-docker-build.sh)"
 	examples/check-docker-build.sh
+	step "JavaScript client unit tests (node --test in clients/js)"
+	if command -v node >/dev/null 2>&1; then
+		(cd clients/js && node --test)
+	elif [[ "${CI:-}" == "true" ]]; then
+		echo "test.sh: node is not installed (CI=true: failing)" >&2
+		exit 1
+	else
+		echo "test.sh: skipped the JavaScript client's unit tests: node is not installed" >&2
+	fi
 	step "browser tests (e2e/browser/run.sh)"
 	e2e/browser/run.sh
 fi

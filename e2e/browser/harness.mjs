@@ -1,13 +1,17 @@
 // Harness for tokenhandler's browser tests: finds the parts (Chromium, the Dex binary,
 // Go), builds tokenhandler and examples/stack, starts the stack on free loopback ports,
-// launches Debian's Chromium through playwright-core, reads Prometheus metrics, and saves
-// screenshots. Test-only environment variables never use the TH_ prefix.
+// launches Debian's Chromium through playwright-core, signs in at Dex, reads Prometheus
+// metrics, and saves screenshots; browserSuite and makeStepper give every test file the
+// same skip-or-fail rule and the same step-by-step failure handling. Test-only
+// environment variables never use the TH_ prefix.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const here = path.dirname(fileURLToPath(import.meta.url));
@@ -66,10 +70,11 @@ export function buildBinaries(dir) {
 }
 
 // startStack runs examples/stack with free ports and the given access-token TTL, and
-// resolves with its -json line once everything is ready.
-export async function startStack({ stackBin, thBin, tokenTTL = '5s' }) {
+// resolves with its -json line once everything is ready. Its logs are kept under
+// artifacts/ as LABEL.stderr.log and LABEL-logs/, one set per test file.
+export async function startStack({ stackBin, thBin, tokenTTL = '5s', label = 'stack' }) {
   fs.mkdirSync(artifacts, { recursive: true });
-  const log = fs.createWriteStream(path.join(artifacts, 'stack.stderr.log'));
+  const log = fs.createWriteStream(path.join(artifacts, `${label}.stderr.log`));
   const child = spawn(stackBin, [
     '-ports=auto', '-json', `-token-ttl=${tokenTTL}`, '-keep-logs',
     '-root', root, '-dex', process.env.TOKENHANDLER_TEST_DEX, '-tokenhandler', thBin,
@@ -88,7 +93,7 @@ export async function startStack({ stackBin, thBin, tokenTTL = '5s' }) {
     });
     exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Error(`the stack exited before it was ready (code ${code}, signal ${signal}); see artifacts/stack.stderr.log`));
+      reject(new Error(`the stack exited before it was ready (code ${code}, signal ${signal}); see artifacts/${label}.stderr.log`));
     });
   });
   return {
@@ -102,7 +107,7 @@ export async function startStack({ stackBin, thBin, tokenTTL = '5s' }) {
       }
       // Keep the components' logs with the other artifacts.
       if (info.log_dir && fs.existsSync(info.log_dir)) {
-        const dst = path.join(artifacts, 'stack-logs');
+        const dst = path.join(artifacts, `${label}-logs`);
         fs.rmSync(dst, { recursive: true, force: true });
         fs.cpSync(info.log_dir, dst, { recursive: true });
         fs.rmSync(info.log_dir, { recursive: true, force: true });
@@ -175,4 +180,64 @@ export async function screenshotAll(context, label) {
 // sleepUntil waits until the wall clock passes t (ms since the epoch).
 export function sleepUntil(t) {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, t - Date.now())));
+}
+
+// browserSuite runs fn as a describe block when every part the browser tests need is
+// there; otherwise it fails (CI=true) or skips with the reason.
+export function browserSuite(name, fn) {
+  const missing = missingParts();
+  if (missing.length > 0 && inCI) {
+    test(`${name}: the browser tests have what they need`, () => {
+      assert.fail(`missing under CI=true (a failure, not a skip):\n  ${missing.join('\n  ')}`);
+    });
+  } else if (missing.length > 0) {
+    const reason = `missing: ${missing.join('; ')}`;
+    console.log(`browser tests skipped, ${reason}`);
+    describe(name, { skip: reason }, () => {
+      test('skipped', () => {});
+    });
+  } else {
+    describe(name, { concurrency: 1 }, fn);
+  }
+}
+
+// makeStepper returns step(name, fn): one test whose failure screenshots every tab of
+// the browser getBrowser() returns and skips the later steps, which build on it.
+export function makeStepper(getBrowser, timeout = 3 * 60 * 1000) {
+  const state = { failed: false };
+  const step = (name, fn) => test(name, { timeout }, async (t) => {
+    if (state.failed) {
+      t.skip('an earlier step failed');
+      return;
+    }
+    try {
+      await fn(t);
+    } catch (err) {
+      state.failed = true;
+      const browser = getBrowser();
+      if (browser) {
+        const shots = await screenshotAll(browser.context, `failed-${name}`);
+        t.diagnostic(`screenshots: ${shots.map((s) => path.relative(root, s)).join(', ')}`);
+      }
+      throw err;
+    }
+  });
+  return { step, state };
+}
+
+// signIn signs in from the SPA's Sign-in button through Dex's own login form and waits
+// until the SPA, back at /, shows the user signed in.
+export async function signIn(page, info) {
+  await page.goto(`${info.url}/`);
+  await page.locator('#status[data-state="signed-out"]').waitFor();
+  await page.click('#signin');
+  await page.locator('input[name="login"]').waitFor({ timeout: 30_000 });
+  assert.ok(page.url().startsWith(`${info.issuer}/`), `login page at ${page.url()}, want under ${info.issuer}`);
+  await page.fill('input[name="login"]', info.username);
+  await page.fill('input[name="password"]', info.password);
+  await Promise.all([
+    page.waitForURL(`${info.url}/`, { timeout: 30_000 }),
+    page.click('#submit-login'),
+  ]);
+  await page.locator('#status[data-state="signed-in"]').waitFor({ timeout: 15_000 });
 }

@@ -2,7 +2,8 @@
 # e2e/browser/run.sh: the browser tests. Installs playwright-core from package-lock.json
 # when node_modules is missing or stale (npm ci), provides the Dex binary when
 # TOKENHANDLER_TEST_DEX is unset (scripts/idp-bin.sh dex), and runs the tests with node's
-# test runner. Extra arguments go to node --test.
+# test runner: spa.test.mjs (the example SPA) and client.test.mjs (the JavaScript client,
+# clients/js). Extra arguments go to node --test.
 #
 # Needs node (20 or later), npm, Go and Debian's chromium (/usr/bin/chromium). Under
 # CI=true a missing part fails the run; otherwise the tests skip with the reason.
@@ -39,4 +40,6 @@ if [[ -z "${TOKENHANDLER_TEST_DEX:-}" ]]; then
 	export TOKENHANDLER_TEST_DEX
 fi
 
-exec node --test --test-concurrency=1 "$@" spa.test.mjs
+# The test files run one after the other; each keeps its screenshots and logs here.
+rm -rf "$here/artifacts"
+exec node --test --test-concurrency=1 "$@" spa.test.mjs client.test.mjs

@@ -5,8 +5,10 @@
 package compose
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -177,5 +179,90 @@ func TestComposeCookieKeyIsAKnownDemoKey(t *testing.T) {
 	}
 	if !slices.Contains(config.DemoCookieKeys, key) {
 		t.Errorf("docker-compose.yml's TH_COOKIES_KEYS is not in config.DemoCookieKeys: a copy of the demo could run with a public key off loopback")
+	}
+}
+
+// TestSPALinksResolveInContainer follows every symbolic link in the SPA's directory
+// (tokenhandler.js links to the JavaScript client in clients/js) as the container would:
+// from the path the SPA is mounted at, through compose's volumes, to a file that exists
+// on the host and is the file the link names in the repository.
+func TestSPALinksResolveInContainer(t *testing.T) {
+	var c composeFile
+	load(t, "docker-compose.yml", &c)
+	svc := c.Services["tokenhandler"]
+	type mount struct{ host, container string }
+	var mounts []mount
+	for _, v := range svc.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 {
+			continue
+		}
+		abs, err := filepath.Abs(filepath.Join(root, parts[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mounts = append(mounts, mount{host: abs, container: path.Clean(parts[1])})
+	}
+	// hostPath maps a path inside the container to the host, through the deepest mount.
+	hostPath := func(p string) (string, bool) {
+		best := -1
+		for i, m := range mounts {
+			if (p == m.container || strings.HasPrefix(p, m.container+"/")) &&
+				(best < 0 || len(m.container) > len(mounts[best].container)) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return "", false
+		}
+		return filepath.Join(mounts[best].host, filepath.FromSlash(strings.TrimPrefix(p, mounts[best].container))), true
+	}
+
+	staticDir := svc.Environment["TH_STATIC_DIR"]
+	hostDir := staticSource(t, svc.Volumes, staticDir)
+	links := 0
+	err := filepath.WalkDir(hostDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		links++
+		rel, err := filepath.Rel(hostDir, p)
+		if err != nil {
+			return err
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		inContainer := path.Join(staticDir, filepath.ToSlash(rel))
+		resolved := path.Join(path.Dir(inContainer), filepath.ToSlash(target))
+		if path.IsAbs(filepath.ToSlash(target)) {
+			resolved = filepath.ToSlash(target)
+		}
+		onHost, ok := hostPath(resolved)
+		if !ok {
+			t.Errorf("%s -> %s: %s is not mounted in the container (add a volume for it)", rel, target, resolved)
+			return nil
+		}
+		want, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			t.Errorf("%s -> %s does not resolve in the repository: %v", rel, target, err)
+			return nil
+		}
+		got, err := filepath.EvalSymlinks(onHost)
+		if err != nil {
+			t.Errorf("%s -> %s: in the container %s, from host %s: %v", rel, target, resolved, onHost, err)
+			return nil
+		}
+		if got != want {
+			t.Errorf("%s -> %s: the container sees %s, the repository %s", rel, target, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if links == 0 {
+		t.Errorf("no link in %s: the SPA is expected to link tokenhandler.js to clients/js", hostDir)
 	}
 }

@@ -1,9 +1,11 @@
 // tokenhandler example SPA: no build step, no framework, and no token in JavaScript.
 // Everything shown comes from tokenhandler's /auth endpoints and the example API behind
-// /api/. Data is only ever put on the page with textContent, never innerHTML.
-'use strict';
+// /api/, through tokenhandler's JavaScript client (tokenhandler.js, a link to
+// clients/js/tokenhandler.js). Data is only ever put on the page with textContent, never
+// innerHTML.
+import { RetryLaterError, createClient } from './tokenhandler.js';
 
-const CSRF = { 'X-CSRF': '1' };
+const th = createClient(); // auth prefix /auth, X-CSRF: 1
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,10 +13,9 @@ let calls = 0;
 let refreshes = 0;
 let lastExpiry = null; // expires_at of the previous successful API call
 
-function fmtTime(rfc3339) {
-  if (!rfc3339) return '';
-  const d = new Date(rfc3339);
-  return `${d.toLocaleTimeString()} (${rfc3339})`;
+function fmtTime(d) {
+  if (!d) return '';
+  return `${d.toLocaleTimeString()} (${d.toISOString()})`;
 }
 
 function showAuthError() {
@@ -31,33 +32,54 @@ function showAuthError() {
   history.replaceState(null, '', location.pathname + (q ? `?${q}` : '') + location.hash);
 }
 
-async function loadSession() {
+// showSignedIn switches the session panel between signed in (s is the session) and
+// signed out (s is null).
+function showSignedIn(s) {
   const status = $('status');
+  status.textContent = s ? 'signed in' : 'signed out';
+  status.dataset.state = s ? 'signed-in' : 'signed-out';
+  $('signin').hidden = !!s;
+  $('signout').hidden = !s;
+  $('signout').disabled = false;
+  $('session-details').hidden = !s;
+  if (s) $('signed-out-notice').hidden = true;
+  // Signed out, the user's details leave the page too.
+  $('sub').textContent = s ? s.sub : '';
+  $('name').textContent = s ? s.name ?? '(not given)' : '';
+  $('email').textContent = s ? s.email ?? '(not given)' : '';
+  $('access-expiry').textContent = s ? fmtTime(s.access_token_expires_at) : '';
+  $('session-expiry').textContent = s ? fmtTime(s.session_expires_at) : '';
+}
+
+async function loadSession() {
   let s;
   try {
-    const res = await fetch('/auth/session', { credentials: 'same-origin', cache: 'no-store' });
-    if (!res.ok) throw new Error(`GET /auth/session: ${res.status}`);
-    s = await res.json();
+    s = await th.session();
   } catch (err) {
-    status.textContent = `unknown (${err.message})`;
+    const status = $('status');
+    status.textContent = err instanceof RetryLaterError
+      ? `unknown (${err.code || 'unavailable'}: retry later)`
+      : `unknown (${err.message})`;
     status.dataset.state = 'error';
     return null;
   }
-  const signedIn = s.authenticated === true;
-  status.textContent = signedIn ? 'signed in' : 'signed out';
-  status.dataset.state = signedIn ? 'signed-in' : 'signed-out';
-  $('signin').hidden = signedIn;
-  $('signout').hidden = !signedIn;
-  $('session-details').hidden = !signedIn;
-  if (signedIn) {
-    $('sub').textContent = s.sub || '';
-    $('name').textContent = s.name || '(not given)';
-    $('email').textContent = s.email || '(not given)';
-    $('access-expiry').textContent = fmtTime(s.access_token_expires_at);
-    $('session-expiry').textContent = fmtTime(s.session_expires_at);
-  }
+  showSignedIn(s.authenticated ? s : null);
   return s;
 }
+
+// The client fires signedout once when the session ends: a 401 from tokenhandler here,
+// or a sign-out in another tab (BroadcastChannel). The page follows without a reload.
+th.addEventListener('signedout', (e) => {
+  if (e.reason === 'logout' && !e.fromOtherTab) return; // this tab is on its way to the provider
+  showSignedIn(null);
+  const notice = $('signed-out-notice');
+  notice.dataset.reason = e.reason;
+  notice.dataset.fromOtherTab = String(e.fromOtherTab);
+  notice.textContent = e.fromOtherTab
+    ? `Signed out in another tab (${e.reason}).`
+    : `Your session ended (${e.reason}): sign in again.`;
+  notice.hidden = false;
+});
 
 // callAPI makes one call and records it; it returns the entry's data for tests.
 async function callAPI() {
@@ -66,12 +88,14 @@ async function callAPI() {
   const entry = { n, status: 0, ok: false, expiresAt: null, refreshed: false };
   let body = null;
   try {
-    const res = await fetch('/api/claims', { headers: CSRF, credentials: 'same-origin', cache: 'no-store' });
+    const res = await th.api('/api/claims', { cache: 'no-store' });
     entry.status = res.status;
-    entry.ok = res.ok;
-    body = await res.json().catch(() => null);
+    entry.ok = true;
+    body = await res.json();
   } catch (err) {
-    entry.error = err.message;
+    entry.status = err.status ?? 0;
+    entry.error = err.code || err.message;
+    if (err instanceof RetryLaterError) entry.error += ' (retry later)';
   }
   if (entry.ok && body) {
     entry.expiresAt = body.expires_at;
@@ -80,13 +104,11 @@ async function callAPI() {
     if (entry.refreshed) refreshes++;
     lastExpiry = body.expires_at;
     $('claims').textContent = JSON.stringify(body.claims, null, 2);
-  } else if (body && body.error) {
-    entry.error = body.error;
   }
   render(entry);
-  // The session panel follows: a refresh moved the access token's expiry, a 401 may
-  // mean the session ended. /auth/session itself never refreshes.
-  await loadSession();
+  // The session panel follows: a refresh moved the access token's expiry.
+  // /auth/session itself never refreshes.
+  if (entry.ok) await loadSession();
   return entry;
 }
 
@@ -99,7 +121,7 @@ function render(e) {
   if (e.expiresAt) li.dataset.expiresAt = e.expiresAt;
   let text = `#${e.n} ${e.status || 'network error'} `;
   if (e.ok) {
-    text += `token expires ${fmtTime(e.expiresAt)}, in ${e.expiresIn} s`;
+    text += `token expires ${fmtTime(new Date(e.expiresAt))}, in ${e.expiresIn} s`;
   } else {
     text += e.error ? `error: ${e.error}` : 'failed';
   }
@@ -122,28 +144,30 @@ async function signOut() {
   const btn = $('signout');
   btn.disabled = true;
   try {
-    const res = await fetch('/auth/logout', { method: 'POST', headers: CSRF, credentials: 'same-origin' });
-    const body = await res.json();
-    if (!res.ok || !body.logout_url) throw new Error(`POST /auth/logout: ${res.status}`);
-    location.assign(body.logout_url);
+    await th.logout(); // tells the other tabs, then goes to the provider's logout page
   } catch (err) {
     btn.disabled = false;
     const el = $('auth-error');
-    el.textContent = `Sign-out failed: ${err.message}`;
+    el.textContent = `Sign-out failed: ${err.code || err.message}`;
     el.hidden = false;
   }
 }
 
-document.addEventListener('DOMContentLoaded', () => {
-  showAuthError();
-  $('document-cookie').textContent = JSON.stringify(document.cookie);
-  $('call-api').addEventListener('click', async (ev) => {
-    ev.target.disabled = true;
-    try { await callAPI(); } finally { ev.target.disabled = false; }
-  });
-  $('signout').addEventListener('click', signOut);
-  loadSession();
-});
+function signIn(ev) {
+  ev.preventDefault();
+  th.login(); // back to this page afterwards
+}
 
-// For the browser tests and the curious: window.demo.callAPI() returns the entry.
-window.demo = { callAPI, loadSession };
+showAuthError();
+$('document-cookie').textContent = JSON.stringify(document.cookie);
+$('call-api').addEventListener('click', async (ev) => {
+  ev.target.disabled = true;
+  try { await callAPI(); } finally { ev.target.disabled = false; }
+});
+$('signin').addEventListener('click', signIn);
+$('signout').addEventListener('click', signOut);
+loadSession();
+
+// For the browser tests and the curious: window.demo.callAPI() returns the entry,
+// window.demo.client is the tokenhandler client.
+window.demo = { callAPI, loadSession, client: th };
