@@ -3,84 +3,22 @@ package tracing
 import (
 	"context"
 	"encoding/hex"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/tokenhandler/tokenhandler/tracing/tracingtest"
 )
-
-// receiver is an OTLP/HTTP trace receiver: it decodes the exporter's real protobuf
-// payloads.
-type receiver struct {
-	mu    sync.Mutex
-	spans []*tracepb.Span
-	srv   *httptest.Server
-}
-
-func newReceiver(t *testing.T) *receiver {
-	rc := &receiver{}
-	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
-			t.Errorf("receiver got %s %s (%s), want POST /v1/traces in protobuf", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
-		}
-		body, _ := io.ReadAll(r.Body)
-		var req coltracepb.ExportTraceServiceRequest
-		if err := proto.Unmarshal(body, &req); err != nil {
-			t.Errorf("receiver: decode: %v", err)
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		rc.mu.Lock()
-		for _, rs := range req.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				rc.spans = append(rc.spans, ss.Spans...)
-			}
-		}
-		rc.mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		b, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Write(b)
-	}))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *receiver) byName(name string) *tracepb.Span {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	for _, s := range rc.spans {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
-}
-
-func attr(s *tracepb.Span, key string) string {
-	for _, a := range s.Attributes {
-		if a.Key == key {
-			if v := a.Value.GetStringValue(); v != "" {
-				return v
-			}
-			return strconv.FormatInt(a.Value.GetIntValue(), 10)
-		}
-	}
-	return ""
-}
 
 // A request through Handler and a call through Transport reach a real OTLP receiver as a
 // server span and its client child; the upstream gets the client span in traceparent;
 // an incoming traceparent is continued; no attribute carries a token, cookie or query.
 func TestSpansReachTheReceiverAndTraceparentTheUpstream(t *testing.T) {
-	rc := newReceiver(t)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rc.srv.URL)
+	rc := tracingtest.NewReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rc.URL)
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	tr, err := New(context.Background(), true, "test")
 	if err != nil {
@@ -113,10 +51,11 @@ func TestSpansReachTheReceiverAndTraceparentTheUpstream(t *testing.T) {
 		t.Fatalf("Shutdown = %v", err)
 	}
 
-	server, client2 := rc.byName("GET /api/"), rc.byName("upstream GET")
-	if server == nil || client2 == nil {
-		t.Fatalf("spans received = %d, want a server span \"GET /api/\" and a client span \"upstream GET\"", len(rc.spans))
+	servers, clients := rc.Named("GET /api/"), rc.Named("upstream GET")
+	if len(servers) != 1 || len(clients) != 1 {
+		t.Fatalf("spans received = %d, want one server span \"GET /api/\" and one client span \"upstream GET\"", len(rc.Spans()))
 	}
+	server, client2 := servers[0], clients[0]
 	if got := hex.EncodeToString(server.TraceId); got != incomingTrace {
 		t.Errorf("server span trace id = %s, want the incoming %s", got, incomingTrace)
 	}
@@ -129,17 +68,17 @@ func TestSpansReachTheReceiverAndTraceparentTheUpstream(t *testing.T) {
 	if server.Kind != tracepb.Span_SPAN_KIND_SERVER || client2.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 		t.Errorf("span kinds = %v, %v", server.Kind, client2.Kind)
 	}
-	if got := attr(server, "http.route"); got != "/api/" {
+	if got := tracingtest.Attr(server, "http.route"); got != "/api/" {
 		t.Errorf("server span http.route = %q", got)
 	}
-	if got := attr(server, "http.response.status_code"); got != "418" {
+	if got := tracingtest.Attr(server, "http.response.status_code"); got != "418" {
 		t.Errorf("server span http.response.status_code = %q, want 418", got)
 	}
 	want := "00-" + incomingTrace + "-" + hex.EncodeToString(client2.SpanId) + "-01"
 	if upstreamTP != want {
 		t.Errorf("upstream traceparent = %q, want %q", upstreamTP, want)
 	}
-	for _, s := range rc.spans {
+	for _, s := range rc.Spans() {
 		for _, a := range s.Attributes {
 			if v := a.Value.String(); strings.Contains(v, "secret") {
 				t.Errorf("span %q attribute %s = %s carries a secret", s.Name, a.Key, v)
