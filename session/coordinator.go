@@ -56,6 +56,9 @@ type CoordinatorOptions struct {
 	// in flight; a replica that dies holding it blocks the others for at most Lease.
 	// Zero means DefaultLease.
 	Lease time.Duration
+	// GraceMemory bounds this process's grace entries in bytes (the oldest go first).
+	// Zero means DefaultGraceMemory.
+	GraceMemory int
 }
 
 // Defaults of CoordinatorOptions.
@@ -98,7 +101,11 @@ func NewCoordinator(opts CoordinatorOptions) *Coordinator {
 	if now == nil {
 		now = time.Now
 	}
-	c.grace = newMemGrace(now)
+	mg := newMemGrace(now)
+	if opts.GraceMemory > 0 {
+		mg.maxBytes = opts.GraceMemory
+	}
+	c.grace = mg
 	if opts.Redis != nil {
 		lease := opts.Lease
 		if lease <= 0 {
@@ -165,10 +172,10 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	}
 	call := func(ctx context.Context) (*Tokens, error) { return c.call(ctx, refreshToken, fn) }
 	if c.shared != nil {
-		t, err := c.shared.spend(ctx, flightKey(refreshToken), keys, call)
+		t, ttl, err := c.shared.spend(ctx, flightKey(refreshToken), keys, call)
 		if !errors.Is(err, errSharedUnavailable) {
 			if err == nil {
-				c.remember(ctx, keys, t)
+				c.remember(ctx, keys, t, ttl)
 			}
 			return t, err
 		}
@@ -178,7 +185,7 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	if err != nil {
 		return nil, err
 	}
-	c.remember(ctx, keys, t)
+	c.remember(ctx, keys, t, c.ttl)
 	return t, nil
 }
 
@@ -206,11 +213,17 @@ func (c *Coordinator) call(ctx context.Context, refreshToken string, fn func(con
 	return t, nil
 }
 
-// remember writes the in-process grace entry for keys.
-func (c *Coordinator) remember(ctx context.Context, keys graceKeys, t *Tokens) {
+// remember writes the in-process grace entry for keys, kept for ttl: the full grace
+// after this process's own refresh, what is left of it for an entry another replica
+// wrote (so that every replica lets it go at its original deadline).
+func (c *Coordinator) remember(ctx context.Context, keys graceKeys, t *Tokens, ttl time.Duration) {
+	ttl = min(ttl, c.ttl)
+	if ttl <= 0 {
+		return
+	}
 	sealed, err := sealTokens(keys, t)
 	if err == nil {
-		err = c.grace.put(ctx, keys.lookup, sealed, c.ttl)
+		err = c.grace.put(ctx, keys.lookup, sealed, ttl)
 	}
 	if err != nil {
 		// The refresh succeeded; only late requests with the old token lose out.

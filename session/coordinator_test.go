@@ -333,10 +333,30 @@ func TestMemGraceExpiresAndStaysBounded(t *testing.T) {
 	if n := g.len(); n != 1 {
 		t.Errorf("after the TTL and a put the map holds %d entries, want 1 (expired ones swept)", n)
 	}
-	for i := range memGraceMax + 10 {
-		_ = g.put(ctx, fmt.Sprint("m", i), []byte("v"), time.Hour)
+}
+
+// The in-process grace store is bounded in bytes, not entries: large tokens cannot make it
+// hold more than its budget, the oldest entries go first, and the newest stays.
+func TestMemGraceBoundedInBytes(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	g := newMemGrace(clk.Now)
+	ctx := context.Background()
+	const budget = 32 << 20 // DefaultGraceMemory
+	big := make([]byte, 64<<10)
+	for i := range 600 { // 600 x 64 KiB: more than the budget, far fewer than 65536 entries
+		_ = g.put(ctx, fmt.Sprint("k", i), big, time.Hour)
 	}
-	if n := g.len(); n > memGraceMax {
-		t.Errorf("the map holds %d entries, want at most %d", n, memGraceMax)
+	held := 0
+	for k, e := range g.m {
+		held += len(k) + len(e.sealed)
+	}
+	if held > budget {
+		t.Errorf("the in-process grace store holds %d bytes of entries, want at most %d", held, budget)
+	}
+	if v, _ := g.get(ctx, "k599"); v == nil {
+		t.Errorf("the newest entry was dropped, want the oldest to go first")
+	}
+	if v, _ := g.get(ctx, "k0"); v != nil {
+		t.Errorf("the oldest entry is still there over the budget, want it dropped first")
 	}
 }
