@@ -530,22 +530,24 @@ func (a cookieAttrs) deletion(name, path string) *http.Cookie {
 }
 
 // write appends the cookies that store sealed under name on each path, and the deletions
-// of every other form: the base form or the pieces it did not write. What the request
-// carried tells which other forms exist; when it carried none of this cookie (a
-// SameSite=Strict cookie is not sent on the cross-site navigation to the callback, a
-// path-scoped one not outside its paths), every other form is deleted, since a stale form
-// of another session would make every later request fail the binding check.
+// of the form it does not write and of the pieces the request carried that it does not
+// replace: the base form when it writes pieces (if the request carried it, or carried no
+// form of this cookie at all, as a sign-in's callback, which carries no SameSite=Strict
+// cookie), the pieces beyond those it writes, and any piece we never write. Nothing else:
+// a piece the request did not carry is never deleted, so a callback answers at most one
+// deletion per cookie and path beside the cookies it sets; every header byte counts
+// behind a proxy with a small header buffer.
 func (a cookieAttrs) write(dst []*http.Cookie, name, sealed string, paths []string, maxAge int, had *carried) ([]*http.Cookie, error) {
 	pieces, err := split(name, sealed)
 	if err != nil {
 		return dst, err
 	}
-	known := had.present()
+	deleteBase := len(had.base) > 0 || !had.present()
 	for _, path := range paths {
 		if pieces == nil {
 			dst = append(dst, a.cookie(name, sealed, path, maxAge))
 		} else {
-			if !known || len(had.base) > 0 {
+			if deleteBase {
 				dst = append(dst, a.deletion(name, path))
 			}
 			for i, p := range pieces {
@@ -553,7 +555,7 @@ func (a cookieAttrs) write(dst []*http.Cookie, name, sealed string, paths []stri
 			}
 		}
 		for i := len(pieces); i < maxPieces; i++ {
-			if !known || len(had.pieces[i]) > 0 {
+			if len(had.pieces[i]) > 0 {
 				dst = append(dst, a.deletion(pieceName(name, i), path))
 			}
 		}
@@ -564,8 +566,25 @@ func (a cookieAttrs) write(dst []*http.Cookie, name, sealed string, paths []stri
 	return dst, nil
 }
 
+// deleteCarried appends the deletions of the base form of name on each path and of every
+// piece the request carried: what a write that stores nothing under name must delete.
+func (a cookieAttrs) deleteCarried(dst []*http.Cookie, name string, paths []string, had *carried) []*http.Cookie {
+	for _, path := range paths {
+		dst = append(dst, a.deletion(name, path))
+		for i := range maxPieces {
+			if len(had.pieces[i]) > 0 {
+				dst = append(dst, a.deletion(pieceName(name, i), path))
+			}
+		}
+		for _, x := range had.extra {
+			dst = append(dst, a.deletion(x, path))
+		}
+	}
+	return dst
+}
+
 // deleteAll appends the deletions of every form of name on each path, and of any extra
-// piece the request carried.
+// piece the request carried: what a logout must delete.
 func (a cookieAttrs) deleteAll(dst []*http.Cookie, name string, paths []string, had *carried) []*http.Cookie {
 	for _, path := range paths {
 		dst = append(dst, a.deletion(name, path))

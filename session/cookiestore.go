@@ -240,11 +240,12 @@ func minTime(a, b time.Time) time.Time {
 // lifetime: saving never extends a session.
 //
 // The refresh cookie is written on every refresh path when sess.RefreshToken is set.
-// When it is empty: a request that carried a refresh cookie gets it deleted; one that
-// carried none leaves it alone if the request is of this very session (its refresh cookie
-// lives on paths this request does not match), and otherwise deletes every form of it on
-// every path, since it can only belong to another session (a new login without a refresh
-// token) and would fail the binding check on every request to those paths.
+// When it is empty: a request that carried a refresh cookie gets it deleted (its base form
+// on every path and the pieces it carried); one that carried none leaves it alone if the
+// request is of this very session (its refresh cookie lives on paths this request does
+// not match), and otherwise deletes its base form on every path, since it can only belong
+// to another session (a new login without a refresh token) and would fail the binding
+// check on every request to those paths.
 func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
 	if sess == nil || sess.ID == "" {
 		return nil, errors.New("session: save: session without an id")
@@ -299,7 +300,7 @@ func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) 
 			return nil, err
 		}
 	case cs.refresh.present() || !s.carriesSession(&cs, sess.ID):
-		out = s.attrs.deleteAll(out, s.names.Refresh, s.refreshPaths, &cs.refresh)
+		out = s.attrs.deleteCarried(out, s.names.Refresh, s.refreshPaths, &cs.refresh)
 	}
 	return out, nil
 }
