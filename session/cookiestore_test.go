@@ -28,7 +28,8 @@ func TestCookieStoreConformance(t *testing.T) {
 					o = "http://localhost:8080"
 				}
 				return sessiontest.Harness{
-					Store:       newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: insecure, Now: clk.Now}),
+					Store: newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: insecure, Now: clk.Now,
+						Logout: &session.Logout{Deny: session.NewLocalDenyList(session.DenyListOptions{Now: clk.Now})}}),
 					Origin:      o,
 					RefreshPath: "/api/items",
 					OtherPath:   "/auth/session",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -170,12 +171,13 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	if t := c.fromGrace(ctx, keys); t != nil {
 		return t, nil
 	}
+	flight := flightKey(refreshToken)
 	call := func(ctx context.Context) (*Tokens, error) { return c.call(ctx, refreshToken, fn) }
 	if c.shared != nil {
-		t, ttl, err := c.shared.spend(ctx, flightKey(refreshToken), keys, call)
+		t, ttl, err := c.shared.spend(ctx, flight, keys, call)
 		if !errors.Is(err, errSharedUnavailable) {
 			if err == nil {
-				c.remember(ctx, keys, t, ttl)
+				c.remember(ctx, flight, keys, t, ttl)
 			}
 			return t, err
 		}
@@ -185,8 +187,32 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	if err != nil {
 		return nil, err
 	}
-	c.remember(ctx, keys, t, c.ttl)
+	c.remember(ctx, flight, keys, t, c.ttl)
 	return t, nil
+}
+
+// Forget deletes the grace entry of the rotation that yielded refreshToken (the session's
+// current refresh token), here and, with Redis, at every replica: after a logout, a copy
+// of the session's older cookies must not get its tokens. Nothing to forget is no error;
+// errors wrap ErrStoreUnavailable.
+func (c *Coordinator) Forget(ctx context.Context, refreshToken string) error {
+	if refreshToken == "" {
+		return nil
+	}
+	link, err := graceLink(refreshToken)
+	if err != nil {
+		return err
+	}
+	if v, err := c.grace.get(ctx, link); err == nil && v != nil {
+		if _, lookup, ok := strings.Cut(string(v), " "); ok {
+			_ = c.grace.del(ctx, lookup)
+		}
+		_ = c.grace.del(ctx, link)
+	}
+	if c.shared != nil {
+		return c.shared.forget(ctx, link)
+	}
+	return nil
 }
 
 // call makes the one provider call and checks its answer.
@@ -213,10 +239,11 @@ func (c *Coordinator) call(ctx context.Context, refreshToken string, fn func(con
 	return t, nil
 }
 
-// remember writes the in-process grace entry for keys, kept for ttl: the full grace
-// after this process's own refresh, what is left of it for an entry another replica
-// wrote (so that every replica lets it go at its original deadline).
-func (c *Coordinator) remember(ctx context.Context, keys graceKeys, t *Tokens, ttl time.Duration) {
+// remember writes the in-process grace entry for keys and its link from the new refresh
+// token (see graceLink), kept for ttl: the full grace after this process's own refresh,
+// what is left of it for an entry another replica wrote (so that every replica lets it
+// go at its original deadline).
+func (c *Coordinator) remember(ctx context.Context, flight string, keys graceKeys, t *Tokens, ttl time.Duration) {
 	ttl = min(ttl, c.ttl)
 	if ttl <= 0 {
 		return
@@ -224,6 +251,12 @@ func (c *Coordinator) remember(ctx context.Context, keys graceKeys, t *Tokens, t
 	sealed, err := sealTokens(keys, t)
 	if err == nil {
 		err = c.grace.put(ctx, keys.lookup, sealed, ttl)
+	}
+	if err == nil {
+		var link string
+		if link, err = graceLink(t.RefreshToken); err == nil {
+			err = c.grace.put(ctx, link, []byte(flight+" "+keys.lookup), ttl)
+		}
 	}
 	if err != nil {
 		// The refresh succeeded; only late requests with the old token lose out.

@@ -360,3 +360,27 @@ func TestMemGraceBoundedInBytes(t *testing.T) {
 		t.Errorf("the oldest entry is still there over the budget, want it dropped first")
 	}
 }
+
+// Forget, given the session's current refresh token, deletes the grace entry of the
+// rotation that yielded it: the spent token no longer gets its tokens.
+func TestCoordinatorForgetDeletesLastGraceEntry(t *testing.T) {
+	c, _ := newTestCoordinator(0)
+	ctx := context.Background()
+	f := &refresher{}
+	got, err := c.Refresh(ctx, "rt-0", f.fn)
+	if err != nil || got.RefreshToken != "rt-1" {
+		t.Fatalf("Refresh(rt-0) = %v, %v", got, err)
+	}
+	if _, err := c.Refresh(ctx, "rt-0", f.fn); err != nil || f.calls.Load() != 1 {
+		t.Fatalf("Refresh(spent rt-0) = %v after %d calls, want the grace entry", err, f.calls.Load())
+	}
+	if err := c.Forget(ctx, "rt-1"); err != nil {
+		t.Fatalf("Forget(rt-1) = %v", err)
+	}
+	if _, err := c.Refresh(ctx, "rt-0", f.fn); err != nil || f.calls.Load() != 2 {
+		t.Errorf("Refresh(spent rt-0) after Forget(rt-1) = %v after %d calls, want a provider call (no grace entry)", err, f.calls.Load())
+	}
+	if err := c.Forget(ctx, "never-seen"); err != nil {
+		t.Errorf("Forget(unknown token) = %v, want nil", err)
+	}
+}

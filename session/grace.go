@@ -23,7 +23,22 @@ import (
 const (
 	graceLookupInfo = "tokenhandler rotation-grace lookup v1"
 	graceSealInfo   = "tokenhandler rotation-grace seal v1"
+	graceLinkInfo   = "tokenhandler rotation-grace link v1"
 )
+
+// graceLink is the key under which the lookup of a grace entry is found from the refresh
+// token its refresh yielded (a third HKDF derivation, from the new token): logout knows
+// only the session's current refresh token, and must delete the entry of the rotation
+// that produced it. The link's value is the spent token's flight key and grace lookup key
+// (flightKey, graceKeys.lookup), which reveal neither token; it lives as long as the
+// entry.
+func graceLink(refreshToken string) (string, error) {
+	k, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceLinkInfo, 32)
+	if err != nil {
+		return "", fmt.Errorf("session: grace link: %w", err)
+	}
+	return "link:" + hex.EncodeToString(k), nil
+}
 
 // graceStore keeps sealed grace entries. The in-process memGrace is the default; a Redis
 // implementation shares them across replicas. get returns nil, nil for a missing or
@@ -31,6 +46,7 @@ const (
 type graceStore interface {
 	get(ctx context.Context, key string) ([]byte, error)
 	put(ctx context.Context, key string, sealed []byte, ttl time.Duration) error
+	del(ctx context.Context, key string) error
 }
 
 // graceKeys are the two derivations from one refresh token.
@@ -192,6 +208,14 @@ func (g *memGrace) put(_ context.Context, key string, sealed []byte, ttl time.Du
 	g.m[key] = memGraceEntry{sealed: sealed, expires: expires, seq: g.seq}
 	g.queue = append(g.queue, memGraceItem{key: key, seq: g.seq, expires: expires, size: size})
 	g.bytes += size
+	return nil
+}
+
+// del forgets key's entry (its bytes stay counted until its queue item is dropped).
+func (g *memGrace) del(_ context.Context, key string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, key)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +119,9 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 			return t, left, nil
 		case "locked":
 			t, err := s.hold(ctx, lock, grace, token, flight, keys, call)
+			if err == nil {
+				s.link(ctx, flight, keys, t)
+			}
 			return t, s.grace, err
 		}
 		// Taken: wait for the holder's outcome or the lease's lapse, then look again.
@@ -223,6 +227,47 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight str
 		s.log.WarnContext(ctx, "session: cannot publish the refresh's outcome to other replicas; they wait for the lease to lapse", "err", rerr)
 	}
 	return t, err
+}
+
+// link writes the shared link from the new refresh token to the grace entry (see
+// graceLink), with the entry's TTL; Coordinator.Forget follows it at logout. A failure is
+// logged: only a logout's deletion of the entry is lost, the entry still lapses.
+func (s *sharedRefresh) link(ctx context.Context, flight string, keys graceKeys, t *Tokens) {
+	link, err := graceLink(t.RefreshToken)
+	if err == nil {
+		rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
+		defer cancel()
+		if err = s.r.client.Set(rctx, s.r.prefix+"refresh:"+link, flight+" "+keys.lookup, s.grace).Err(); err != nil {
+			s.r.failed("grace_link")
+		}
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "session: cannot store the rotation grace entry's link", "err", err)
+	}
+}
+
+// forget deletes the shared grace entry that link points to, and the link.
+func (s *sharedRefresh) forget(ctx context.Context, link string) error {
+	ctx, cancel := s.r.opContext(ctx)
+	defer cancel()
+	linkKey := s.r.prefix + "refresh:" + link
+	v, err := s.r.client.Get(ctx, linkKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session: forget grace entry: %w", s.r.unavailable("forget_grace", err))
+	}
+	flight, _, _ := strings.Cut(v, " ")
+	_, grace := s.names(flight)
+	// Two keys in two hash slots: two commands.
+	if err := s.r.client.Del(ctx, grace).Err(); err != nil {
+		return fmt.Errorf("session: forget grace entry: %w", s.r.unavailable("forget_grace", err))
+	}
+	if err := s.r.client.Del(ctx, linkKey).Err(); err != nil {
+		return fmt.Errorf("session: forget grace entry: %w", s.r.unavailable("forget_grace", err))
+	}
+	return nil
 }
 
 func (s *sharedRefresh) unreachable(ctx context.Context, err error) {

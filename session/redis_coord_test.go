@@ -318,3 +318,24 @@ func TestSharedGraceKeepsOriginalDeadline(t *testing.T) {
 		t.Errorf("B: Refresh(spent token) past the entry's original deadline = %v after %d calls, want a new provider call (the copy gone)", err, p.calls.Load())
 	}
 }
+
+// Forget at one replica deletes the shared grace entry of the last rotation: another
+// replica asked for the spent token calls the provider instead of handing out its tokens.
+func TestSharedForgetDeletesGraceEntry(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	a, _ := replica(t, url, prefix, 0, time.Minute)
+	b, _ := replica(t, url, prefix, 0, time.Minute)
+	c, _ := replica(t, url, prefix, 0, time.Minute)
+	p := newProvider()
+	got, err := a.Refresh(ctx, "rt-0", p.fn)
+	if err != nil {
+		t.Fatalf("A: Refresh = %v", err)
+	}
+	if err := b.Forget(ctx, got.RefreshToken); err != nil {
+		t.Fatalf("B: Forget = %v", err)
+	}
+	if _, err := c.Refresh(ctx, "rt-0", p.fn); err != nil || p.calls.Load() != 2 {
+		t.Errorf("C: Refresh(spent token) after Forget = %v after %d calls, want a new provider call (the shared entry gone)", err, p.calls.Load())
+	}
+}

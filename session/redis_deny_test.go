@@ -186,3 +186,29 @@ func TestDenyListStartsWhileRedisIsDown(t *testing.T) {
 	})
 	eventually(t, "the replica started during the outage ends the session", func() bool { return late.Ended(s) })
 }
+
+// Without Redis, logouts are recorded in the process, within MaxLocal entries: the one
+// that ends soonest goes first.
+func TestLocalDenyListBounded(t *testing.T) {
+	clk := newClock()
+	d := session.NewLocalDenyList(session.DenyListOptions{Lifetime: denyLifetime, Now: clk.Now, MaxLocal: 2})
+	var ss []*session.Session
+	for i := range 3 {
+		s := sampleSession(clk.Now(), 10, 10, 10)
+		s.Expiry = clk.Now().Add(time.Duration(i+1) * time.Hour)
+		ss = append(ss, s)
+		if err := d.EndSession(ctx, s); err != nil {
+			t.Fatalf("EndSession = %v", err)
+		}
+	}
+	if n := d.Len(); n != 2 {
+		t.Errorf("the local deny list holds %d entries, want at most 2", n)
+	}
+	if d.Ended(ss[0]) || !d.Ended(ss[1]) || !d.Ended(ss[2]) {
+		t.Errorf("Ended = %v %v %v, want the soonest-ending entry dropped and the others kept", d.Ended(ss[0]), d.Ended(ss[1]), d.Ended(ss[2]))
+	}
+	clk.Advance(3 * time.Hour)
+	if d.Ended(ss[2]) {
+		t.Errorf("Ended after the session's expiry = true, want the entry lapsed")
+	}
+}
