@@ -30,7 +30,18 @@ type DenyListOptions struct {
 	// entries that end soonest are not kept (the oldest logouts' cookies would work
 	// again until their expiry). Zero means DefaultMaxEnded.
 	MaxLocal int
+	// ReloadInterval is how often the local copy is loaded in full from Redis, beside
+	// the loads at start and after each reconnection: an entry whose pub/sub message was
+	// lost (the subscription's buffer overflowed, a message dropped in between) takes
+	// effect within it. Zero means DefaultDenyReload; negative turns it off.
+	ReloadInterval time.Duration
+	// OnReload, when set, is told the outcome of each periodic reload (for metrics and
+	// tests). nil: nobody.
+	OnReload func(error)
 }
+
+// DefaultDenyReload is DenyListOptions.ReloadInterval when zero.
+const DefaultDenyReload = 30 * time.Second
 
 // DefaultMaxEnded is DenyListOptions.MaxLocal when zero: about 20 MB of session ids.
 const DefaultMaxEnded = 1 << 17
@@ -115,7 +126,34 @@ func NewDenyList(r *Redis, opts DenyListOptions) *DenyList {
 	if err := d.Reload(context.Background()); err != nil {
 		d.log.Warn("session: cannot load the back-channel logout deny list yet", "err", err)
 	}
+	interval := opts.ReloadInterval
+	if interval == 0 {
+		interval = DefaultDenyReload
+	}
+	if interval > 0 {
+		go d.reloadEvery(interval, opts.OnReload)
+	}
 	return d
+}
+
+// reloadEvery reloads the local copy every interval until r is closed.
+func (d *DenyList) reloadEvery(interval time.Duration, onReload func(error)) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.r.done:
+			return
+		case <-tick.C:
+		}
+		err := d.Reload(context.Background())
+		if err != nil {
+			d.log.Warn("session: cannot reload the deny list; retrying", "err", err)
+		}
+		if onReload != nil {
+			onReload(err)
+		}
+	}
 }
 
 // Ended reports whether logout or back-channel logout ended s. It never touches Redis.

@@ -212,3 +212,45 @@ func TestLocalDenyListBounded(t *testing.T) {
 		t.Errorf("Ended after the session's expiry = true, want the entry lapsed")
 	}
 }
+
+// An entry whose pub/sub message never arrived (written to Redis without publishing)
+// takes effect at the next periodic reload.
+func TestDenyListPeriodicReload(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	clk := newClock()
+	tr := newTestRedis(t, url, prefix)
+	reloads := make(chan error, 16)
+	d := session.NewDenyList(tr.r, session.DenyListOptions{Lifetime: denyLifetime, Now: clk.Now,
+		ReloadInterval: 10 * time.Millisecond,
+		OnReload: func(err error) {
+			select {
+			case reloads <- err:
+			default:
+			}
+		}})
+	s := sampleSession(clk.Now(), 10, 10, 10)
+	s.SID = "sid-dropped"
+	// The entry as EndSessions writes it, without its message.
+	member := "sid " + strconv.FormatInt(clk.Now().UnixMilli(), 10) + " sid-dropped"
+	if err := tr.client.ZAdd(ctx, prefix+"deny", redis.Z{Score: float64(clk.Now().Add(denyLifetime).UnixMilli()), Member: member}).Err(); err != nil {
+		t.Fatalf("ZADD: %v", err)
+	}
+	for len(reloads) > 0 {
+		<-reloads
+	}
+	// A reload that began after the write: the second one to end from now.
+	for range 2 {
+		select {
+		case err := <-reloads:
+			if err != nil {
+				t.Fatalf("reload = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no periodic reload of the deny list within 10 s")
+		}
+	}
+	if !d.Ended(s) {
+		t.Errorf("Ended after a periodic reload = false, want the entry whose message was dropped")
+	}
+}
