@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// CookieOptions configure a CookieStore (and, in part, a LoginJar).
+// CookieOptions configure a CookieStore.
 type CookieOptions struct {
 	// Keys is the key ring, cookies.keys: the first pair seals, every pair opens. At least
 	// one is required.

@@ -45,9 +45,22 @@ type LoginJar struct {
 	now   func() time.Time
 }
 
-// NewLoginJar returns a LoginJar sealing with opts.Keys under opts.Prefix (and
-// opts.Insecure, opts.Now); the other fields are ignored.
-func NewLoginJar(opts CookieOptions) (*LoginJar, error) {
+// LoginOptions configure a LoginJar.
+type LoginOptions struct {
+	// Keys is the key ring, cookies.keys (the same as the session store's): the first
+	// pair seals, every pair opens. At least one is required.
+	Keys []KeyPair
+	// Prefix is cookies.prefix; "" means "th".
+	Prefix string
+	// Insecure drops the Secure attribute and the __Host- prefix (cookies.secure: false,
+	// plain-http local development only).
+	Insecure bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewLoginJar returns a LoginJar for opts.
+func NewLoginJar(opts LoginOptions) (*LoginJar, error) {
 	if !validPrefix(opts.Prefix) {
 		return nil, errors.New("session: login jar: prefix may hold only letters, digits, '-' and '_' (at most 32)")
 	}

@@ -14,7 +14,7 @@ import (
 
 func newJar(t *testing.T, clk *clock, k session.KeyPair) *session.LoginJar {
 	t.Helper()
-	j, err := session.NewLoginJar(session.CookieOptions{Keys: []session.KeyPair{k}, Now: clk.Now})
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{k}, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("NewLoginJar() = %v", err)
 	}
@@ -216,7 +216,7 @@ func TestLoginJarLongReturnTo(t *testing.T) {
 
 func TestLoginJarInsecure(t *testing.T) {
 	clk := newClock()
-	j, err := session.NewLoginJar(session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: true, Now: clk.Now})
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: true, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("NewLoginJar() = %v", err)
 	}
@@ -274,7 +274,7 @@ func BenchmarkLoginJarStartFlood(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	j, err := session.NewLoginJar(session.CookieOptions{Keys: []session.KeyPair{k}})
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{k}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		store = cs
 	}
-	logins, err := session.NewLoginJar(cookieOpts)
+	logins, err := session.NewLoginJar(session.LoginOptions{Keys: keys, Prefix: cookieOpts.Prefix, Insecure: cookieOpts.Insecure})
 	if err != nil {
 		return nil, err
 	}
