@@ -44,6 +44,10 @@ type Harness struct {
 // deployment's cookie, cookies of two sessions mixed) is no session, never a mix of two
 // sessions; a session past its expiry is no session; every Set-Cookie keeps the cookie
 // rules. newHarness is called once per subtest.
+//
+// It is long on purpose: one t.Run per case, in the order a reader checks a store, each
+// sharing the small helpers declared at its top; split apart, the cases would need those
+// helpers threaded through a dozen functions for no gain.
 func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
 	ctx := context.Background()
 	now := func(h Harness) time.Time {
