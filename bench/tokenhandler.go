@@ -89,7 +89,7 @@ func startTokenhandler(ps *procs, bin, dir string, c thConfig) (*thInstance, err
 			"client_secret": c.secret,
 			"scopes":        []string{"openid", "profile", "email", "offline_access"},
 		},
-		"cookies": map[string]any{"keys": []string{c.keys.String()}, "secure": true},
+		"cookies": map[string]any{"keys": []string{c.keys.Reveal()}, "secure": true},
 		"session": map[string]any{"store": store, "lifetime": lifetime.String()},
 		"routes":  []map[string]any{{"path": "/api/", "upstream": c.upstream}},
 		// The default: one JSON line per request, as in production.

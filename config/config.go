@@ -85,7 +85,7 @@ type OIDC struct {
 type Cookies struct {
 	// Prefix is the middle part of every cookie name (__Host-Http-<prefix>-at).
 	Prefix string `yaml:"prefix"`
-	// Keys is the key ring, each "<base64 hash key>:<base64 block key>" (see ParseKey).
+	// Keys is the key ring, each "<base64 hash key>:<base64 block key>" (see session.ParseKeyPair).
 	// The first key seals; all keys open.
 	Keys []Secret `yaml:"keys"`
 	// KeysFile names a file of key pairs, one a line; blank lines and # comments ignored.

@@ -1,8 +1,8 @@
 // Package config owns tokenhandler's configuration: the Config struct (plain values that
 // mirror the YAML file key for key), Load (a YAML file, then TH_* environment overrides,
 // then the *_file forms), Validate (every problem at once, each naming the key and its
-// environment variable), Notes (non-fatal remarks) and ParseKey (the cookie key format that
-// `tokenhandler keygen` prints).
+// environment variable) and Notes (non-fatal remarks). Cookie keys are checked with
+// session.ParseKeyPair, the one parser of the format `tokenhandler keygen` prints.
 //
 // It builds nothing: no provider, no client, no codec. cmd/tokenhandler, the only importer,
 // translates a validated Config into the option structs of the other packages.

@@ -36,19 +36,3 @@ func FuzzLoadYAML(f *testing.F) {
 		_ = cfg.RedirectURL()
 	})
 }
-
-// FuzzParseKey: ParseKey never panics, and what it accepts is two distinct 32-byte keys.
-func FuzzParseKey(f *testing.F) {
-	f.Add(testKey)
-	f.Add(":")
-	f.Add("a:b:c")
-	f.Fuzz(func(t *testing.T, s string) {
-		h, b, err := ParseKey(s)
-		if err != nil {
-			return
-		}
-		if len(h) != KeyLen || len(b) != KeyLen || string(h) == string(b) {
-			t.Errorf("ParseKey(%q) = %d, %d bytes (equal %v), want two distinct %d-byte keys", s, len(h), len(b), string(h) == string(b), KeyLen)
-		}
-	})
-}

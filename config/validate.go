@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenhandler/tokenhandler/session"
 )
 
 // Allowed values, in the order messages list them.
@@ -176,7 +177,7 @@ func (c *Config) validateCookies(p *problems) {
 	}
 	seen := make(map[Secret]bool)
 	for i, key := range k.Keys {
-		if _, _, err := ParseKey(string(key)); err != nil {
+		if _, err := session.ParseKeyPair(string(key)); err != nil {
 			p.addIndexed("cookies.keys", i, "", "%v", err)
 		}
 		if seen[key] {
@@ -428,50 +429,6 @@ func (c *Config) Notes() []string {
 		notes = append(notes, "oidc.backchannel_base_url is set: tokenhandler fetches discovery, tokens, keys, userinfo and revocation from "+c.OIDC.BackchannelBaseURL+" instead of the issuer's host")
 	}
 	return notes
-}
-
-// ParseKey parses one cookie key pair, "<hash key>:<block key>", each 32 bytes in standard
-// or URL-safe base64, padded or not (the form `tokenhandler keygen` prints). The hash key
-// authenticates (HMAC-SHA256), the block key encrypts (AES-256). Errors never repeat the
-// key.
-func ParseKey(s string) (hash, block []byte, err error) {
-	h, b, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok {
-		return nil, nil, errors.New(`is not "<base64 hash key>:<base64 block key>" (no colon)`)
-	}
-	if strings.Contains(b, ":") {
-		return nil, nil, errors.New(`is not "<base64 hash key>:<base64 block key>" (more than one colon)`)
-	}
-	if hash, err = decodeKey(h); err != nil {
-		return nil, nil, fmt.Errorf("hash key: %w", err)
-	}
-	if block, err = decodeKey(b); err != nil {
-		return nil, nil, fmt.Errorf("block key: %w", err)
-	}
-	if string(hash) == string(block) {
-		return nil, nil, errors.New("hash key and block key must differ")
-	}
-	return hash, block, nil
-}
-
-// KeyLen is the length in bytes of each half of a cookie key pair.
-const KeyLen = 32
-
-func decodeKey(s string) ([]byte, error) {
-	var b []byte
-	var err error
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if b, err = enc.Strict().DecodeString(s); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return nil, errors.New("is not base64")
-	}
-	if len(b) != KeyLen {
-		return nil, fmt.Errorf("is %d bytes, want %d", len(b), KeyLen)
-	}
-	return b, nil
 }
 
 // parseHTTPURL parses an absolute http or https URL with a host. Its errors are messages

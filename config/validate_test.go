@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenhandler/tokenhandler/session"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
@@ -341,7 +343,8 @@ func TestValidateRules(t *testing.T) {
 	}
 }
 
-func TestParseKey(t *testing.T) {
+// The cookie key messages config validation shows, from the one parser.
+func TestParseKeyPairMessages(t *testing.T) {
 	k32 := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 	std := base64.StdEncoding.EncodeToString
 	url := base64.RawURLEncoding.EncodeToString
@@ -367,18 +370,19 @@ func TestParseKey(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			hash, block, err := ParseKey(tc.in)
+			kp, err := session.ParseKeyPair(tc.in)
+			hash, block := kp.Hash, kp.Block
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("ParseKey(%q) error = %v, want %q", tc.in, err, tc.err)
+					t.Fatalf("ParseKeyPair(%q) error = %v, want %q", tc.in, err, tc.err)
 				}
 				if strings.Contains(err.Error(), tc.in) && tc.in != "" && tc.in != ":" {
-					t.Errorf("ParseKey(%q) error = %q repeats the key", tc.in, err)
+					t.Errorf("ParseKeyPair(%q) error = %q repeats the key", tc.in, err)
 				}
 				return
 			}
 			if err != nil || !bytes.Equal(hash, tc.hash) || !bytes.Equal(block, tc.blk) {
-				t.Errorf("ParseKey(%q) = %x, %x, %v, want %x, %x, nil", tc.in, hash, block, err, tc.hash, tc.blk)
+				t.Errorf("ParseKeyPair(%q) = %x, %x, %v, want %x, %x, nil", tc.in, hash, block, err, tc.hash, tc.blk)
 			}
 		})
 	}

@@ -71,7 +71,7 @@ func newBackchannelAgent(t *testing.T, issuer string, b BackchannelSessions) *Ag
 	if err != nil {
 		t.Fatal(err)
 	}
-	logins, err := session.NewLoginJar(opts)
+	logins, err := session.NewLoginJar(session.LoginOptions{Keys: opts.Keys, Prefix: opts.Prefix, Insecure: opts.Insecure, Now: opts.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

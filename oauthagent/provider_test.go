@@ -70,7 +70,7 @@ func TestRunRetriesDiscovery(t *testing.T) {
 	kp, _ := session.GenerateKeyPair()
 	opts := session.CookieOptions{Keys: []session.KeyPair{kp}, RefreshPaths: []string{"/auth/refresh"}}
 	store, _ := session.NewCookieStore(opts)
-	logins, _ := session.NewLoginJar(opts)
+	logins, _ := session.NewLoginJar(session.LoginOptions{Keys: opts.Keys, Prefix: opts.Prefix, Insecure: opts.Insecure, Now: opts.Now})
 	a, err := New(store, logins, session.NewCoordinator(session.CoordinatorOptions{}), Options{
 		Issuer: f.srv.URL, ClientID: "spa", ClientSecret: "s", RedirectURL: "https://app.test/auth/callback",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -83,7 +83,7 @@ func newTestAgent(t *testing.T, issuer string) (*Agent, *session.CookieStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logins, err := session.NewLoginJar(opts)
+	logins, err := session.NewLoginJar(session.LoginOptions{Keys: opts.Keys, Prefix: opts.Prefix, Insecure: opts.Insecure, Now: opts.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// CookieOptions configure a CookieStore (and, in part, a LoginJar).
+// CookieOptions configure a CookieStore.
 type CookieOptions struct {
 	// Keys is the key ring, cookies.keys: the first pair seals, every pair opens. At least
 	// one is required.
@@ -32,6 +32,10 @@ type CookieOptions struct {
 	// Ended, when set, is asked about every session that opens; true makes Load treat
 	// it as no session. Back-channel logout uses it (DenyList.Ended). nil: none ends.
 	Ended func(*Session) bool
+	// Logout, when set, makes Delete final: the session id is recorded as ended until
+	// the session's expiry (Load then refuses copies of its cookies) and its last grace
+	// entry is forgotten. See Logout. nil: Delete only clears the browser's cookies.
+	Logout *Logout
 }
 
 // CookieStore keeps the whole session in the browser, in three encrypted, authenticated,
@@ -44,6 +48,7 @@ type CookieStore struct {
 	attrs        cookieAttrs
 	now          func() time.Time
 	ended        func(*Session) bool
+	logout       *Logout
 }
 
 var _ Store = (*CookieStore)(nil)
@@ -84,6 +89,7 @@ func NewCookieStore(opts CookieOptions) (*CookieStore, error) {
 		attrs:        cookieAttrs{secure: !opts.Insecure, sameSite: http.SameSiteStrictMode},
 		now:          now,
 		ended:        opts.Ended,
+		logout:       opts.Logout,
 	}, nil
 }
 
@@ -177,6 +183,9 @@ func (s *CookieStore) Load(ctx context.Context, r *http.Request) (*Session, erro
 	if s.ended != nil && s.ended(sess) {
 		return nil, fmt.Errorf("session: load: %w: ended by back-channel logout", ErrNoSession)
 	}
+	if s.logout != nil && s.logout.Deny != nil && s.logout.Deny.Ended(sess) {
+		return nil, fmt.Errorf("session: load: %w: ended by logout", ErrNoSession)
+	}
 	return sess, nil
 }
 
@@ -240,11 +249,12 @@ func minTime(a, b time.Time) time.Time {
 // lifetime: saving never extends a session.
 //
 // The refresh cookie is written on every refresh path when sess.RefreshToken is set.
-// When it is empty: a request that carried a refresh cookie gets it deleted; one that
-// carried none leaves it alone if the request is of this very session (its refresh cookie
-// lives on paths this request does not match), and otherwise deletes every form of it on
-// every path, since it can only belong to another session (a new login without a refresh
-// token) and would fail the binding check on every request to those paths.
+// When it is empty: a request that carried a refresh cookie gets it deleted (its base form
+// on every path and the pieces it carried); one that carried none leaves it alone if the
+// request is of this very session (its refresh cookie lives on paths this request does
+// not match), and otherwise deletes its base form on every path, since it can only belong
+// to another session (a new login without a refresh token) and would fail the binding
+// check on every request to those paths.
 func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
 	if sess == nil || sess.ID == "" {
 		return nil, errors.New("session: save: session without an id")
@@ -299,7 +309,7 @@ func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) 
 			return nil, err
 		}
 	case cs.refresh.present() || !s.carriesSession(&cs, sess.ID):
-		out = s.attrs.deleteAll(out, s.names.Refresh, s.refreshPaths, &cs.refresh)
+		out = s.attrs.deleteCarried(out, s.names.Refresh, s.refreshPaths, &cs.refresh)
 	}
 	return out, nil
 }
@@ -313,7 +323,9 @@ func (s *CookieStore) carriesSession(cs *carriedSession, id string) bool {
 
 // Delete returns the deletions of every form of every session cookie (base name, each
 // piece, each refresh path), whether or not the request carried them: a logout must clear
-// everything. sess may be nil.
+// everything. sess may be nil. With CookieOptions.Logout, it also records sess as ended
+// (see Logout.End); an error from that (wrapping ErrStoreUnavailable) comes with the
+// deletions, which the response must carry all the same.
 func (s *CookieStore) Delete(ctx context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
 	var cs carriedSession
 	s.carried(r, &cs)
@@ -321,5 +333,8 @@ func (s *CookieStore) Delete(ctx context.Context, r *http.Request, sess *Session
 	out = s.attrs.deleteAll(out, s.names.Access, rootPath, &cs.access)
 	out = s.attrs.deleteAll(out, s.names.ID, rootPath, &cs.id)
 	out = s.attrs.deleteAll(out, s.names.Refresh, s.refreshPaths, &cs.refresh)
+	if err := s.logout.End(ctx, sess); err != nil {
+		return out, fmt.Errorf("session: delete: %w", err)
+	}
 	return out, nil
 }

@@ -28,7 +28,8 @@ func TestCookieStoreConformance(t *testing.T) {
 					o = "http://localhost:8080"
 				}
 				return sessiontest.Harness{
-					Store:       newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: insecure, Now: clk.Now}),
+					Store: newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: insecure, Now: clk.Now,
+						Logout: &session.Logout{Deny: session.NewLocalDenyList(session.DenyListOptions{Now: clk.Now})}}),
 					Origin:      o,
 					RefreshPath: "/api/items",
 					OtherPath:   "/auth/session",
@@ -421,7 +422,8 @@ func TestCookieStoreSaveDeletesStaleForms(t *testing.T) {
 		{name: "fewer pieces", before: big, after: &mid, wantDeleted: []string{at + ".2"}, wantKept: []string{at, at + ".3"}},
 		{name: "extra piece the request carried", before: &mid, plant: []*http.Cookie{{Name: at + ".3", Value: "QUFB"}}, after: &mid, wantDeleted: []string{at + ".3"}, wantKept: []string{at, at + ".2"}},
 		{name: "piece beyond 4 the request carried", before: &small, plant: []*http.Cookie{{Name: at + ".9", Value: "QUFB"}}, after: &small, wantDeleted: []string{at + ".9"}, wantKept: []string{at + ".0"}},
-		{name: "nothing carried: every other form", after: &small, wantDeleted: []string{at + ".0", at + ".1", at + ".2", at + ".3"}},
+		{name: "nothing carried: no piece deleted", after: &small, wantKept: []string{at + ".0", at + ".1", at + ".2", at + ".3"}},
+		{name: "nothing carried, chunked: the base form deleted", after: &mid, wantDeleted: []string{at}, wantKept: []string{at + ".2", at + ".3"}},
 		{name: "same form: no deletion", before: &small, after: &small, wantKept: []string{at, at + ".0", at + ".1", at + ".2", at + ".3"}},
 	}
 	for _, tc := range tests {
@@ -465,7 +467,10 @@ func TestCookieStoreSaveDeletesStaleForms(t *testing.T) {
 }
 
 // A new login's cookies arrive on the callback, which carries no SameSite=Strict cookie:
-// whatever an older session left in another form must not break the new one.
+// an older session's base form, or its refresh cookie when the new one has none, must
+// not break the new session. (Pieces it did not carry are not deleted: see DESIGN.md,
+// "Sealing and chunking". An older session's pieces beyond the new one's, or beside a
+// new plain form, are not cleared by the callback.)
 func TestCookieStoreNewSessionReplacesOldForms(t *testing.T) {
 	clk := newClock()
 	st := newStore(t, clk, newKey(t))
@@ -473,9 +478,7 @@ func TestCookieStoreNewSessionReplacesOldForms(t *testing.T) {
 		name     string
 		old, new *session.Session
 	}{
-		{"old chunked, new plain", sampleSession(clk.Now(), 6000, 4096, 4096), sampleSession(clk.Now(), 100, 100, 100)},
 		{"old plain, new chunked", sampleSession(clk.Now(), 100, 100, 100), sampleSession(clk.Now(), 6000, 4096, 4096)},
-		{"old 3 pieces, new 2", sampleSession(clk.Now(), 6000, 6000, 6000), sampleSession(clk.Now(), 3000, 3000, 3000)},
 		{"new session without a refresh token", sampleSession(clk.Now(), 100, 100, 100), func() *session.Session {
 			s := sampleSession(clk.Now(), 100, 100, 100)
 			s.RefreshToken = ""
@@ -747,4 +750,58 @@ func BenchmarkLoad(b *testing.B) {
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// The exact Set-Cookie lines of a save: a first sign-in (the callback carries no session
+// cookie) answers the cookies it sets and, when the access token is chunked, the one
+// deletion of its base form; a save whose request carried chunks deletes exactly those
+// it does not rewrite. No deletion of a piece the request did not send.
+func TestCookieStoreSaveSetCookieCounts(t *testing.T) {
+	clk := newClock()
+	st := newStore(t, clk, newKey(t))
+	at := st.Names().Access
+	nPaths := len(refreshPaths)
+	small := sampleSession(clk.Now(), 100, 100, 100)
+	big := sampleSession(clk.Now(), 6000, 100, 100) // access in 3 pieces
+	check := func(t *testing.T, cookies []*http.Cookie, wantSet int, wantDeleted ...string) {
+		t.Helper()
+		sessiontest.CheckSetCookies(t, cookies)
+		del := deleted(cookies)
+		if got := len(set(cookies)); got != wantSet || len(del) != len(wantDeleted) || len(cookies) != wantSet+len(wantDeleted) {
+			t.Errorf("Save answered %d Set-Cookie lines (%d set, deleted %v), want %d set and the deletions %v", len(cookies), got, del, wantSet, wantDeleted)
+		}
+		for _, d := range wantDeleted {
+			if !del[d+" /"] {
+				t.Errorf("Save did not delete %s; deleted %v", d, del)
+			}
+		}
+	}
+
+	t.Run("first sign-in", func(t *testing.T) {
+		cookies, err := st.Save(ctx, requestWith("/auth/callback"), small)
+		if err != nil {
+			t.Fatalf("Save = %v", err)
+		}
+		check(t, cookies, 2+nPaths) // access, ID, the refresh cookie on each path
+	})
+	t.Run("first sign-in, chunked access token", func(t *testing.T) {
+		cookies, err := st.Save(ctx, requestWith("/auth/callback"), big)
+		if err != nil {
+			t.Fatalf("Save = %v", err)
+		}
+		check(t, cookies, 3+1+nPaths, at) // 3 pieces, ID, refresh; the base form deleted
+	})
+	t.Run("request carried chunks", func(t *testing.T) {
+		b := sessiontest.NewBrowser(t, origin)
+		first, err := st.Save(ctx, requestWith("/auth/callback"), big)
+		if err != nil {
+			t.Fatalf("Save = %v", err)
+		}
+		b.Receive("/auth/callback", first)
+		cookies, err := st.Save(ctx, b.Request(http.MethodGet, "/api/x"), small)
+		if err != nil {
+			t.Fatalf("Save = %v", err)
+		}
+		check(t, cookies, 2+nPaths, at+".0", at+".1", at+".2")
+	})
 }

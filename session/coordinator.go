@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -56,6 +57,9 @@ type CoordinatorOptions struct {
 	// in flight; a replica that dies holding it blocks the others for at most Lease.
 	// Zero means DefaultLease.
 	Lease time.Duration
+	// GraceMemory bounds this process's grace entries in bytes (the oldest go first).
+	// Zero means DefaultGraceMemory.
+	GraceMemory int
 }
 
 // Defaults of CoordinatorOptions.
@@ -98,7 +102,11 @@ func NewCoordinator(opts CoordinatorOptions) *Coordinator {
 	if now == nil {
 		now = time.Now
 	}
-	c.grace = newMemGrace(now)
+	mg := newMemGrace(now)
+	if opts.GraceMemory > 0 {
+		mg.maxBytes = opts.GraceMemory
+	}
+	c.grace = mg
 	if opts.Redis != nil {
 		lease := opts.Lease
 		if lease <= 0 {
@@ -163,12 +171,13 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	if t := c.fromGrace(ctx, keys); t != nil {
 		return t, nil
 	}
+	flight := flightKey(refreshToken)
 	call := func(ctx context.Context) (*Tokens, error) { return c.call(ctx, refreshToken, fn) }
 	if c.shared != nil {
-		t, err := c.shared.spend(ctx, flightKey(refreshToken), keys, call)
+		t, ttl, err := c.shared.spend(ctx, flight, keys, call)
 		if !errors.Is(err, errSharedUnavailable) {
 			if err == nil {
-				c.remember(ctx, keys, t)
+				c.remember(ctx, flight, keys, t, ttl)
 			}
 			return t, err
 		}
@@ -178,8 +187,32 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	if err != nil {
 		return nil, err
 	}
-	c.remember(ctx, keys, t)
+	c.remember(ctx, flight, keys, t, c.ttl)
 	return t, nil
+}
+
+// Forget deletes the grace entry of the rotation that yielded refreshToken (the session's
+// current refresh token), here and, with Redis, at every replica: after a logout, a copy
+// of the session's older cookies must not get its tokens. Nothing to forget is no error;
+// errors wrap ErrStoreUnavailable.
+func (c *Coordinator) Forget(ctx context.Context, refreshToken string) error {
+	if refreshToken == "" {
+		return nil
+	}
+	link, err := graceLink(refreshToken)
+	if err != nil {
+		return err
+	}
+	if v, err := c.grace.get(ctx, link); err == nil && v != nil {
+		if _, lookup, ok := strings.Cut(string(v), " "); ok {
+			_ = c.grace.del(ctx, lookup)
+		}
+		_ = c.grace.del(ctx, link)
+	}
+	if c.shared != nil {
+		return c.shared.forget(ctx, link)
+	}
+	return nil
 }
 
 // call makes the one provider call and checks its answer.
@@ -206,11 +239,24 @@ func (c *Coordinator) call(ctx context.Context, refreshToken string, fn func(con
 	return t, nil
 }
 
-// remember writes the in-process grace entry for keys.
-func (c *Coordinator) remember(ctx context.Context, keys graceKeys, t *Tokens) {
+// remember writes the in-process grace entry for keys and its link from the new refresh
+// token (see graceLink), kept for ttl: the full grace after this process's own refresh,
+// what is left of it for an entry another replica wrote (so that every replica lets it
+// go at its original deadline).
+func (c *Coordinator) remember(ctx context.Context, flight string, keys graceKeys, t *Tokens, ttl time.Duration) {
+	ttl = min(ttl, c.ttl)
+	if ttl <= 0 {
+		return
+	}
 	sealed, err := sealTokens(keys, t)
 	if err == nil {
-		err = c.grace.put(ctx, keys.lookup, sealed, c.ttl)
+		err = c.grace.put(ctx, keys.lookup, sealed, ttl)
+	}
+	if err == nil {
+		var link string
+		if link, err = graceLink(t.RefreshToken); err == nil {
+			err = c.grace.put(ctx, link, []byte(flight+" "+keys.lookup), ttl)
+		}
 	}
 	if err != nil {
 		// The refresh succeeded; only late requests with the old token lose out.

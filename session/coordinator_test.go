@@ -333,10 +333,54 @@ func TestMemGraceExpiresAndStaysBounded(t *testing.T) {
 	if n := g.len(); n != 1 {
 		t.Errorf("after the TTL and a put the map holds %d entries, want 1 (expired ones swept)", n)
 	}
-	for i := range memGraceMax + 10 {
-		_ = g.put(ctx, fmt.Sprint("m", i), []byte("v"), time.Hour)
+}
+
+// The in-process grace store is bounded in bytes, not entries: large tokens cannot make it
+// hold more than its budget, the oldest entries go first, and the newest stays.
+func TestMemGraceBoundedInBytes(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	g := newMemGrace(clk.Now)
+	ctx := context.Background()
+	const budget = 32 << 20 // DefaultGraceMemory
+	big := make([]byte, 64<<10)
+	for i := range 600 { // 600 x 64 KiB: more than the budget, far fewer than 65536 entries
+		_ = g.put(ctx, fmt.Sprint("k", i), big, time.Hour)
 	}
-	if n := g.len(); n > memGraceMax {
-		t.Errorf("the map holds %d entries, want at most %d", n, memGraceMax)
+	held := 0
+	for k, e := range g.m {
+		held += len(k) + len(e.sealed)
+	}
+	if held > budget {
+		t.Errorf("the in-process grace store holds %d bytes of entries, want at most %d", held, budget)
+	}
+	if v, _ := g.get(ctx, "k599"); v == nil {
+		t.Errorf("the newest entry was dropped, want the oldest to go first")
+	}
+	if v, _ := g.get(ctx, "k0"); v != nil {
+		t.Errorf("the oldest entry is still there over the budget, want it dropped first")
+	}
+}
+
+// Forget, given the session's current refresh token, deletes the grace entry of the
+// rotation that yielded it: the spent token no longer gets its tokens.
+func TestCoordinatorForgetDeletesLastGraceEntry(t *testing.T) {
+	c, _ := newTestCoordinator(0)
+	ctx := context.Background()
+	f := &refresher{}
+	got, err := c.Refresh(ctx, "rt-0", f.fn)
+	if err != nil || got.RefreshToken != "rt-1" {
+		t.Fatalf("Refresh(rt-0) = %v, %v", got, err)
+	}
+	if _, err := c.Refresh(ctx, "rt-0", f.fn); err != nil || f.calls.Load() != 1 {
+		t.Fatalf("Refresh(spent rt-0) = %v after %d calls, want the grace entry", err, f.calls.Load())
+	}
+	if err := c.Forget(ctx, "rt-1"); err != nil {
+		t.Fatalf("Forget(rt-1) = %v", err)
+	}
+	if _, err := c.Refresh(ctx, "rt-0", f.fn); err != nil || f.calls.Load() != 2 {
+		t.Errorf("Refresh(spent rt-0) after Forget(rt-1) = %v after %d calls, want a provider call (no grace entry)", err, f.calls.Load())
+	}
+	if err := c.Forget(ctx, "never-seen"); err != nil {
+		t.Errorf("Forget(unknown token) = %v, want nil", err)
 	}
 }

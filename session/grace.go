@@ -23,7 +23,22 @@ import (
 const (
 	graceLookupInfo = "tokenhandler rotation-grace lookup v1"
 	graceSealInfo   = "tokenhandler rotation-grace seal v1"
+	graceLinkInfo   = "tokenhandler rotation-grace link v1"
 )
+
+// graceLink is the key under which the lookup of a grace entry is found from the refresh
+// token its refresh yielded (a third HKDF derivation, from the new token): logout knows
+// only the session's current refresh token, and must delete the entry of the rotation
+// that produced it. The link's value is the spent token's flight key and grace lookup key
+// (flightKey, graceKeys.lookup), which reveal neither token; it lives as long as the
+// entry.
+func graceLink(refreshToken string) (string, error) {
+	k, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceLinkInfo, 32)
+	if err != nil {
+		return "", fmt.Errorf("session: grace link: %w", err)
+	}
+	return "link:" + hex.EncodeToString(k), nil
+}
 
 // graceStore keeps sealed grace entries. The in-process memGrace is the default; a Redis
 // implementation shares them across replicas. get returns nil, nil for a missing or
@@ -31,6 +46,7 @@ const (
 type graceStore interface {
 	get(ctx context.Context, key string) ([]byte, error)
 	put(ctx context.Context, key string, sealed []byte, ttl time.Duration) error
+	del(ctx context.Context, key string) error
 }
 
 // graceKeys are the two derivations from one refresh token.
@@ -102,30 +118,48 @@ func openTokens(k graceKeys, sealed []byte) (*Tokens, error) {
 	return &t, nil
 }
 
-// memGrace is the in-process graceStore: an expiring map. Expired entries are swept at
-// most once per sweep interval on put, and the map never holds more than memGraceMax
-// entries (beyond that, arbitrary entries go: a lost grace entry costs a refresh, not a
-// session).
+// memGrace is the in-process graceStore: an expiring map bounded in bytes. Entries are
+// also queued in the order they were put; a put first drops the queue's expired head and
+// then, while the new entry would not fit in maxBytes, the oldest entries (a lost grace
+// entry costs a refresh, not a session). An entry deleted or replaced stays counted
+// until its queue item reaches the head, so the budget bounds the queue too.
 type memGrace struct {
-	now func() time.Time
+	now      func() time.Time
+	maxBytes int
 
-	mu        sync.Mutex
-	m         map[string]memGraceEntry
-	nextSweep time.Time
+	mu    sync.Mutex
+	m     map[string]memGraceEntry
+	queue []memGraceItem // oldest first, from head
+	head  int
+	bytes int // the sizes of queue[head:]
+	seq   uint64
 }
 
 type memGraceEntry struct {
 	sealed  []byte
 	expires time.Time
+	seq     uint64 // the queue item that accounts for this entry
+}
+
+type memGraceItem struct {
+	key     string
+	seq     uint64
+	expires time.Time
+	size    int
 }
 
 const (
-	memGraceMax   = 1 << 16
-	memGraceSweep = time.Minute
+	// DefaultGraceMemory bounds the in-process grace entries in bytes when
+	// CoordinatorOptions.GraceMemory is zero: at 2 KB of tokens per entry, some 13 000
+	// rotations within one grace window.
+	DefaultGraceMemory = 32 << 20
+	// memGraceOverhead approximates what an entry costs beyond its key and sealed bytes:
+	// the map's and the queue's share, the entry itself.
+	memGraceOverhead = 128
 )
 
 func newMemGrace(now func() time.Time) *memGrace {
-	return &memGrace{now: now, m: make(map[string]memGraceEntry)}
+	return &memGrace{now: now, maxBytes: DefaultGraceMemory, m: make(map[string]memGraceEntry)}
 }
 
 func (g *memGrace) get(_ context.Context, key string) ([]byte, error) {
@@ -143,25 +177,45 @@ func (g *memGrace) get(_ context.Context, key string) ([]byte, error) {
 	return e.sealed, nil
 }
 
+// put stores sealed under key for ttl. An entry larger than the whole budget is not kept.
 func (g *memGrace) put(_ context.Context, key string, sealed []byte, ttl time.Duration) error {
 	now := g.now()
+	size := len(key) + len(sealed) + memGraceOverhead
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !now.Before(g.nextSweep) || len(g.m) >= memGraceMax {
-		for k, e := range g.m {
-			if !now.Before(e.expires) {
-				delete(g.m, k)
-			}
-		}
-		g.nextSweep = now.Add(memGraceSweep)
-	}
-	for k := range g.m {
-		if len(g.m) < memGraceMax {
+	for g.head < len(g.queue) {
+		it := g.queue[g.head]
+		if now.Before(it.expires) && g.bytes+size <= g.maxBytes {
 			break
 		}
-		delete(g.m, k)
+		if e, ok := g.m[it.key]; ok && e.seq == it.seq {
+			delete(g.m, it.key)
+		}
+		g.queue[g.head] = memGraceItem{}
+		g.head++
+		g.bytes -= it.size
 	}
-	g.m[key] = memGraceEntry{sealed: sealed, expires: now.Add(ttl)}
+	if g.head > 64 && g.head > len(g.queue)/2 {
+		n := copy(g.queue, g.queue[g.head:])
+		clear(g.queue[n:])
+		g.queue, g.head = g.queue[:n], 0
+	}
+	if size > g.maxBytes {
+		return nil
+	}
+	g.seq++
+	expires := now.Add(ttl)
+	g.m[key] = memGraceEntry{sealed: sealed, expires: expires, seq: g.seq}
+	g.queue = append(g.queue, memGraceItem{key: key, seq: g.seq, expires: expires, size: size})
+	g.bytes += size
+	return nil
+}
+
+// del forgets key's entry (its bytes stay counted until its queue item is dropped).
+func (g *memGrace) del(_ context.Context, key string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, key)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 )
@@ -25,48 +26,76 @@ func GenerateKeyPair() (KeyPair, error) {
 	return KeyPair{Hash: b[:keySize:keySize], Block: b[keySize:]}, nil
 }
 
-// ParseKeyPair parses "<base64 32-byte hash key>:<base64 32-byte block key>". Either key may
-// be standard or URL-safe base64, padded or not. Errors never quote the key material.
+// ParseKeyPair parses one cookies.keys entry, "<hash key>:<block key>", each 32 bytes in
+// standard or URL-safe base64, padded or not (the form `tokenhandler keygen` prints, see
+// KeyPair.Reveal). The hash key authenticates (HMAC-SHA256), the block key encrypts
+// (AES-256); the two must differ. It is the one parser of a key pair: config validation,
+// keygen and start-up all use it. Errors never repeat the key material; they read as the
+// rest of a sentence about the entry ("cookies.keys[0]: hash key: is 16 bytes, want 32").
 func ParseKeyPair(s string) (KeyPair, error) {
-	hashPart, blockPart, ok := strings.Cut(strings.TrimSpace(s), ":")
+	h, b, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
-		return KeyPair{}, errors.New(`session: parse key pair: want "<base64 hash key>:<base64 block key>"`)
+		return KeyPair{}, errors.New(`is not "<base64 hash key>:<base64 block key>" (no colon)`)
 	}
-	hash, err := decodeKey(hashPart)
-	if err != nil {
-		return KeyPair{}, fmt.Errorf("session: parse key pair: hash key: %w", err)
+	if strings.Contains(b, ":") {
+		return KeyPair{}, errors.New(`is not "<base64 hash key>:<base64 block key>" (more than one colon)`)
 	}
-	block, err := decodeKey(blockPart)
+	hash, err := decodeKey(h)
 	if err != nil {
-		return KeyPair{}, fmt.Errorf("session: parse key pair: block key: %w", err)
+		return KeyPair{}, fmt.Errorf("hash key: %w", err)
+	}
+	block, err := decodeKey(b)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("block key: %w", err)
+	}
+	if string(hash) == string(block) {
+		return KeyPair{}, errors.New("hash key and block key must differ")
 	}
 	return KeyPair{Hash: hash, Block: block}, nil
 }
 
+// KeyLen is the length in bytes of each half of a key pair.
+const KeyLen = keySize
+
 func decodeKey(s string) ([]byte, error) {
-	s = strings.TrimRight(s, "=")
-	enc := base64.RawStdEncoding
-	if strings.ContainsAny(s, "-_") {
-		enc = base64.RawURLEncoding
+	var b []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err = enc.Strict().DecodeString(s); err == nil {
+			break
+		}
 	}
-	b, err := enc.DecodeString(s)
 	if err != nil {
-		return nil, errors.New("not valid base64")
+		return nil, errors.New("is not base64")
 	}
 	if len(b) != keySize {
-		return nil, fmt.Errorf("%d bytes, want %d", len(b), keySize)
+		return nil, fmt.Errorf("is %d bytes, want %d", len(b), keySize)
 	}
 	return b, nil
 }
 
-// String returns the pair in the format ParseKeyPair reads, standard base64 with padding.
-// It is the secret itself: print it only where a key is meant to be shown (keygen).
-func (k KeyPair) String() string {
+// Reveal returns the pair in the form ParseKeyPair reads, standard base64 with padding. It
+// is the secret itself: only keygen (and tests that configure a server) print it. Every
+// other way of printing a KeyPair (String, GoString, any fmt verb, slog) gives
+// "[redacted]".
+func (k KeyPair) Reveal() string {
 	return base64.StdEncoding.EncodeToString(k.Hash) + ":" + base64.StdEncoding.EncodeToString(k.Block)
 }
 
+const redacted = "[redacted]"
+
+// String implements fmt.Stringer: "[redacted]".
+func (k KeyPair) String() string { return redacted }
+
+// GoString implements fmt.GoStringer: "[redacted]".
+func (k KeyPair) GoString() string { return redacted }
+
+// Format implements fmt.Formatter: every verb (%v, %+v, %#v, %s, %x, %q, ...) prints
+// "[redacted]", never the key bytes.
+func (k KeyPair) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
 // LogValue implements slog.LogValuer so that a key pair never reaches a log.
-func (k KeyPair) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+func (k KeyPair) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // validate checks the key lengths that securecookie needs: HMAC-SHA256 and AES-256.
 func (k KeyPair) validate() error {

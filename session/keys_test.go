@@ -3,6 +3,7 @@ package session_test
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,14 +11,14 @@ import (
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
-func TestKeyPairStringParses(t *testing.T) {
+func TestKeyPairRevealParses(t *testing.T) {
 	k := newKey(t)
-	got, err := session.ParseKeyPair(k.String())
+	got, err := session.ParseKeyPair(k.Reveal())
 	if err != nil {
-		t.Fatalf("ParseKeyPair(String()) = %v", err)
+		t.Fatalf("ParseKeyPair(Reveal()) = %v", err)
 	}
 	if !bytes.Equal(got.Hash, k.Hash) || !bytes.Equal(got.Block, k.Block) {
-		t.Errorf("ParseKeyPair(String()) differs from the pair")
+		t.Errorf("ParseKeyPair(Reveal()) differs from the pair")
 	}
 	if k2 := newKey(t); bytes.Equal(k2.Hash, k.Hash) || bytes.Equal(k2.Block, k.Block) || bytes.Equal(k.Hash, k.Block) {
 		t.Errorf("GenerateKeyPair() repeats key material")
@@ -56,6 +57,8 @@ func TestParseKeyPair(t *testing.T) {
 		{"not base64", secret + ":" + "not*base64!"},
 		{"empty block key", secret + ":"},
 		{"three parts", secret + ":" + secret + ":" + secret},
+		{"equal halves", secret + ":" + secret},
+		{"not strict base64", secret + ":" + base64.StdEncoding.EncodeToString(block)[:42] + "B="},
 	}
 	for _, tc := range invalid {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,4 +151,46 @@ func TestCookieNamesOwns(t *testing.T) {
 	if !session.NewCookieNames("th", true).Owns("th-rt.2") {
 		t.Errorf("insecure Owns(th-rt.2) = false, want true")
 	}
+}
+
+// A key pair prints as [redacted] whichever way fmt is asked, alone, in a slice or in the
+// options that carry it.
+func TestKeyPairUnprintable(t *testing.T) {
+	k := newKey(t)
+	secrets := []string{
+		base64.StdEncoding.EncodeToString(k.Hash), base64.RawURLEncoding.EncodeToString(k.Hash),
+		fmt.Sprintf("%x", k.Hash), fmt.Sprint(k.Hash), fmt.Sprint(k.Hash[:8]),
+	}
+	opts := session.CookieOptions{Keys: []session.KeyPair{k}}
+	for _, out := range []string{
+		k.String(), k.GoString(),
+		fmt.Sprintf("%v|%+v|%#v|%s|%x|%X|%q|%d", k, k, k, k, k, k, k, k),
+		fmt.Sprint([]session.KeyPair{k}), fmt.Sprintf("%+v %#v", opts, opts), fmt.Sprintf("%v", &k),
+	} {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Fatalf("printing a key pair wrote its key material: %q", out)
+			}
+		}
+		if !strings.Contains(out, "[redacted]") {
+			t.Errorf("printing a key pair wrote %q, want [redacted]", out)
+		}
+	}
+}
+
+// FuzzParseKeyPair: ParseKeyPair never panics, and what it accepts is two distinct
+// 32-byte keys.
+func FuzzParseKeyPair(f *testing.F) {
+	f.Add("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=")
+	f.Add(":")
+	f.Add("a:b:c")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := session.ParseKeyPair(s)
+		if err != nil {
+			return
+		}
+		if len(k.Hash) != session.KeyLen || len(k.Block) != session.KeyLen || string(k.Hash) == string(k.Block) {
+			t.Errorf("ParseKeyPair(%q) = %d, %d bytes (equal %v), want two distinct %d-byte keys", s, len(k.Hash), len(k.Block), string(k.Hash) == string(k.Block), session.KeyLen)
+		}
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 )
@@ -46,9 +45,22 @@ type LoginJar struct {
 	now   func() time.Time
 }
 
-// NewLoginJar returns a LoginJar sealing with opts.Keys under opts.Prefix (and
-// opts.Insecure, opts.Now); the other fields are ignored.
-func NewLoginJar(opts CookieOptions) (*LoginJar, error) {
+// LoginOptions configure a LoginJar.
+type LoginOptions struct {
+	// Keys is the key ring, cookies.keys (the same as the session store's): the first
+	// pair seals, every pair opens. At least one is required.
+	Keys []KeyPair
+	// Prefix is cookies.prefix; "" means "th".
+	Prefix string
+	// Insecure drops the Secure attribute and the __Host- prefix (cookies.secure: false,
+	// plain-http local development only).
+	Insecure bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewLoginJar returns a LoginJar for opts.
+func NewLoginJar(opts LoginOptions) (*LoginJar, error) {
 	if !validPrefix(opts.Prefix) {
 		return nil, errors.New("session: login jar: prefix may hold only letters, digits, '-' and '_' (at most 32)")
 	}
@@ -94,32 +106,72 @@ func (j *LoginJar) Start(r *http.Request, l *Login) ([]*http.Cookie, error) {
 		return nil, fmt.Errorf("session: start login: login cookie of %d bytes is too large", len(name)+len(sealed))
 	}
 	out := []*http.Cookie{j.attrs.cookie(name, sealed, "/", int(LoginTTL/time.Second))}
+	for _, n := range j.stale(r, name, now) {
+		out = append(out, j.attrs.deletion(n, "/"))
+	}
+	return out, nil
+}
 
+// maxLoginDeletions bounds the deletions one Start answers: a browser that keeps the
+// rules never holds more than MaxLogins login cookies, and a request stuffed with forged
+// ones must not turn into a response of hundreds of KB (behind a proxy with a small
+// header buffer, a failed login). What is left is deleted by the next logins.
+const maxLoginDeletions = 2 * MaxLogins
+
+// stale returns the names of the login cookies the request carried that must go, at
+// most maxLoginDeletions of them: first the oldest of those that open, beyond the newest
+// MaxLogins-1 (so the new one, named fresh, makes MaxLogins), then those that do not open,
+// are past LoginTTL or carry a name that is not their state's. It looks at each cookie
+// once, in one pass with a set of the names seen: linear in the number of cookies.
+func (j *LoginJar) stale(r *http.Request, fresh string, now time.Time) []string {
 	type live struct {
 		name    string
 		created time.Time
 	}
-	var keep []live
-	var seen []string
+	var (
+		newest     [MaxLogins - 1]live // the newest logins that open, newest first
+		kept       int
+		old, bad   []string
+		seen       = make(map[string]struct{})
+		addBounded = func(list []string, name string) []string {
+			if len(list) < maxLoginDeletions {
+				list = append(list, name)
+			}
+			return list
+		}
+	)
 	for _, ck := range r.Cookies() {
-		if !strings.HasPrefix(ck.Name, j.names.LoginPrefix) || ck.Name == name || slices.Contains(seen, ck.Name) {
+		if !strings.HasPrefix(ck.Name, j.names.LoginPrefix) || ck.Name == fresh {
 			continue
 		}
-		seen = append(seen, ck.Name)
+		if _, dup := seen[ck.Name]; dup {
+			continue
+		}
+		seen[ck.Name] = struct{}{}
 		var p loginPayload
-		if err := j.codec.open(ck.Name, ck.Value, &p); err != nil || j.tooOld(p.Created, now) || ck.Name != j.cookieName(p.State) {
-			out = append(out, j.attrs.deletion(ck.Name, "/"))
+		if len(ck.Name) != len(fresh) || j.codec.open(ck.Name, ck.Value, &p) != nil || j.tooOld(p.Created, now) || ck.Name != j.cookieName(p.State) {
+			// (A name of another length is no hash of a state: not worth opening.)
+			bad = addBounded(bad, ck.Name)
 			continue
 		}
-		keep = append(keep, live{ck.Name, p.Created})
-	}
-	if extra := len(keep) - (MaxLogins - 1); extra > 0 {
-		slices.SortStableFunc(keep, func(a, b live) int { return a.created.Compare(b.created) })
-		for _, l := range keep[:extra] {
-			out = append(out, j.attrs.deletion(l.name, "/"))
+		l := live{ck.Name, p.Created}
+		// Insert l among the newest; whatever falls off the end is old.
+		for i := 0; i < kept; i++ {
+			if l.created.After(newest[i].created) {
+				l, newest[i] = newest[i], l
+			}
 		}
+		if kept < len(newest) {
+			newest[kept] = l
+			kept++
+			continue
+		}
+		old = addBounded(old, l.name)
 	}
-	return out, nil
+	if len(old) < maxLoginDeletions {
+		old = append(old, bad[:min(len(bad), maxLoginDeletions-len(old))]...)
+	}
+	return old
 }
 
 func (j *LoginJar) tooOld(created, now time.Time) bool {

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ import (
 
 func newJar(t *testing.T, clk *clock, k session.KeyPair) *session.LoginJar {
 	t.Helper()
-	j, err := session.NewLoginJar(session.CookieOptions{Keys: []session.KeyPair{k}, Now: clk.Now})
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{k}, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("NewLoginJar() = %v", err)
 	}
@@ -215,7 +216,7 @@ func TestLoginJarLongReturnTo(t *testing.T) {
 
 func TestLoginJarInsecure(t *testing.T) {
 	clk := newClock()
-	j, err := session.NewLoginJar(session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: true, Now: clk.Now})
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{newKey(t)}, Insecure: true, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("NewLoginJar() = %v", err)
 	}
@@ -225,5 +226,73 @@ func TestLoginJarInsecure(t *testing.T) {
 	}
 	if c := cookies[0]; c.Secure || !strings.HasPrefix(c.Name, "th-login-") {
 		t.Errorf("insecure Start set %s with Secure=%v, want th-login-... without Secure", c.Name, c.Secure)
+	}
+}
+
+// A request stuffed with forged login cookies gets a bounded answer: the new login
+// cookie and a few deletions, not one deletion per forged cookie; the oldest real login
+// beyond the limit is among them, and the newest real ones stay.
+func TestLoginJarStartBoundsDeletionsOfAFlood(t *testing.T) {
+	clk := newClock()
+	j := newJar(t, clk, newKey(t))
+	prefix := session.NewCookieNames("", false).LoginPrefix
+	b := sessiontest.NewBrowser(t, origin)
+	for _, s := range []string{"s1", "s2", "s3", "s4", "s5"} {
+		start(t, j, b, newLogin(s))
+		clk.Advance(time.Second)
+	}
+	r := b.Request(http.MethodGet, "/auth/login")
+	const forged = 2000
+	var header strings.Builder
+	for i := range forged {
+		fmt.Fprintf(&header, "; %sforged%d=x", prefix, i)
+	}
+	r.Header.Set("Cookie", r.Header.Get("Cookie")+header.String())
+	cookies, err := j.Start(r, newLogin("s6"))
+	if err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+	sessiontest.CheckSetCookies(t, cookies)
+	if len(cookies) > 1+2*session.MaxLogins {
+		t.Fatalf("Start with %d forged login cookies answered %d Set-Cookie lines, want at most %d", forged, len(cookies), 1+2*session.MaxLogins)
+	}
+	b.Receive("/auth/login", cookies)
+	if _, _, err := j.Finish(b.Request(http.MethodGet, "/auth/callback"), "s1"); !errors.Is(err, session.ErrNoLogin) {
+		t.Errorf("Finish(oldest login) = %v, want ErrNoLogin: the new login deletes the oldest even in a flood", err)
+	}
+	for _, s := range []string{"s2", "s3", "s4", "s5", "s6"} {
+		if _, _, err := j.Finish(b.Request(http.MethodGet, "/auth/callback"), s); err != nil {
+			t.Errorf("Finish(%s) = %v, want the login", s, err)
+		}
+	}
+}
+
+// BenchmarkLoginJarStartFlood measures Start against a request of n forged login
+// cookies: the cost per cookie stays flat as n grows (it was quadratic).
+func BenchmarkLoginJarStartFlood(b *testing.B) {
+	k, err := session.GenerateKeyPair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{k}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix := session.NewCookieNames("", false).LoginPrefix
+	for _, n := range []int{100, 500, 2500} {
+		var header strings.Builder
+		for i := range n {
+			fmt.Fprintf(&header, "%s%022d=x; ", prefix, i) // names of a real one's length
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			r, _ := http.NewRequest(http.MethodGet, "https://app.example.com/auth/login", nil)
+			r.Header.Set("Cookie", header.String())
+			for b.Loop() {
+				if _, err := j.Start(r, &session.Login{State: "s"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/cookie")
+		})
 	}
 }

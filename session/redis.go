@@ -24,8 +24,11 @@ import (
 //	refresh:{<hex SHA-256(rt)>}:lock     the lease lock of a refresh in flight
 //	refresh:{<hex SHA-256(rt)>}:grace    the rotation grace entry, sealed under a key
 //	                                     derived from the spent refresh token
+//	refresh:link:<hex HKDF(new rt)>      the flight and lookup key of the grace entry
+//	                                     that yielded a refresh token (for logout)
 //	deny                                 sorted set of sessions ended by back-channel
-//	                                     logout, for the cookie store
+//	                                     logout (sid, sub) or logout (session id
+//	                                     hash), for the cookie store
 //	jti:<hex SHA-256(iss, jti)>          logout tokens already used
 //
 // and publishes on the channels events:refresh (a refresh finished) and events:deny (a

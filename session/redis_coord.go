@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,11 +28,12 @@ const downBackoff = time.Second
 
 var errSharedUnavailable = errors.New("session: shared refresh coordination unavailable")
 
-// acquireScript: the grace entry if there is one; otherwise the lock, if free; otherwise
-// the lock's remaining lease. KEYS: lock, grace. ARGV: owner token, lease in ms.
+// acquireScript: the grace entry and its remaining TTL in ms if there is one; otherwise
+// the lock, if free; otherwise the lock's remaining lease. KEYS: lock, grace. ARGV: owner
+// token, lease in ms.
 var acquireScript = redis.NewScript(`
 local g = redis.call("GET", KEYS[2])
-if g then return {"grace", g} end
+if g then return {"grace", g, tostring(redis.call("PTTL", KEYS[2]))} end
 if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return {"locked"} end
 return {"taken", tostring(redis.call("PTTL", KEYS[1]))}
 `)
@@ -78,11 +80,13 @@ func (s *sharedRefresh) names(flight string) (lock, grace string) {
 
 // spend spends the refresh token of flight once across every replica: it returns the
 // shared grace entry if there is one, or calls call while holding the lock, or waits for
-// the replica that holds it. errSharedUnavailable means Redis could not be asked before
-// anything was spent; the caller then coordinates in process.
-func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, error) {
+// the replica that holds it. With the tokens it returns how long they may still be handed
+// out as the grace entry: what is left of the shared entry's TTL, or the full grace after
+// its own call. errSharedUnavailable means Redis could not be asked before anything was
+// spent; the caller then coordinates in process.
+func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, time.Duration, error) {
 	if time.Now().UnixNano() < s.skipUntil.Load() {
-		return nil, errSharedUnavailable
+		return nil, 0, errSharedUnavailable
 	}
 	lock, grace := s.names(flight)
 	// Listen before looking: a notification published in between is not lost.
@@ -92,22 +96,26 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 	_, _ = rand.Read(owner[:])
 	token := hex.EncodeToString(owner[:])
 	for {
-		kind, val, err := s.acquire(ctx, lock, grace, token)
+		kind, val, left, err := s.acquire(ctx, lock, grace, token)
 		if err != nil {
 			s.r.failed("lock")
 			s.unreachable(ctx, err)
-			return nil, errSharedUnavailable
+			return nil, 0, errSharedUnavailable
 		}
 		s.recovered(ctx)
 		switch kind {
 		case "grace":
 			t, err := openTokens(keys, []byte(val))
 			if err != nil {
-				return nil, fmt.Errorf("session: refresh: %w: shared grace entry: %w", ErrIdPUnavailable, err)
+				return nil, 0, fmt.Errorf("session: refresh: %w: shared grace entry: %w", ErrIdPUnavailable, err)
 			}
-			return t, nil
+			return t, left, nil
 		case "locked":
-			return s.hold(ctx, lock, grace, token, flight, keys, call)
+			t, err := s.hold(ctx, lock, grace, token, flight, keys, call)
+			if err == nil {
+				s.link(ctx, flight, keys, t)
+			}
+			return t, s.grace, err
 		}
 		// Taken: wait for the holder's outcome or the lease's lapse, then look again.
 		wait := s.lease
@@ -120,34 +128,42 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 			timer.Stop()
 			switch outcome {
 			case RefreshDenied:
-				return nil, fmt.Errorf("session: refresh: %w (at another replica)", ErrRefreshDenied)
+				return nil, 0, fmt.Errorf("session: refresh: %w (at another replica)", ErrRefreshDenied)
 			case RefreshIdPUnavailable:
-				return nil, fmt.Errorf("session: refresh: %w (at another replica)", ErrIdPUnavailable)
+				return nil, 0, fmt.Errorf("session: refresh: %w (at another replica)", ErrIdPUnavailable)
 			}
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, fmt.Errorf("session: refresh: %w: waiting for another replica: %w", ErrIdPUnavailable, ctx.Err())
+			return nil, 0, fmt.Errorf("session: refresh: %w: waiting for another replica: %w", ErrIdPUnavailable, ctx.Err())
 		}
 	}
 }
 
-// acquire runs acquireScript: ("grace", sealed entry), ("locked", "") or ("taken",
-// remaining lease in ms).
-func (s *sharedRefresh) acquire(ctx context.Context, lock, grace, token string) (string, string, error) {
+// acquire runs acquireScript: ("grace", sealed entry, its remaining TTL), ("locked", "")
+// or ("taken", remaining lease in ms).
+func (s *sharedRefresh) acquire(ctx context.Context, lock, grace, token string) (kind, val string, left time.Duration, err error) {
 	ctx, cancel := s.r.opContext(ctx)
 	defer cancel()
 	res, err := acquireScript.Run(ctx, s.r.client, []string{lock, grace}, token, s.lease.Milliseconds()).StringSlice()
 	if err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	switch {
-	case len(res) == 2 && (res[0] == "grace" || res[0] == "taken"):
-		return res[0], res[1], nil
+	case len(res) == 3 && res[0] == "grace":
+		// -1 (no TTL) cannot happen: the release script sets one. Keep it no longer
+		// than a grace then.
+		left = s.grace
+		if ms, err := strconv.ParseInt(res[2], 10, 64); err == nil && ms >= 0 {
+			left = time.Duration(ms) * time.Millisecond
+		}
+		return res[0], res[1], left, nil
+	case len(res) == 2 && res[0] == "taken":
+		return res[0], res[1], 0, nil
 	case len(res) == 1 && res[0] == "locked":
-		return "locked", "", nil
+		return "locked", "", 0, nil
 	}
-	return "", "", fmt.Errorf("unexpected answer from the acquire script (%d values)", len(res))
+	return "", "", 0, fmt.Errorf("unexpected answer from the acquire script (%d values)", len(res))
 }
 
 // hold calls the provider while holding the lock, renewing its lease every lease/3 so
@@ -204,6 +220,47 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight str
 		s.log.WarnContext(ctx, "session: cannot publish the refresh's outcome to other replicas; they wait for the lease to lapse", "err", rerr)
 	}
 	return t, err
+}
+
+// link writes the shared link from the new refresh token to the grace entry (see
+// graceLink), with the entry's TTL; Coordinator.Forget follows it at logout. A failure is
+// logged: only a logout's deletion of the entry is lost, the entry still lapses.
+func (s *sharedRefresh) link(ctx context.Context, flight string, keys graceKeys, t *Tokens) {
+	link, err := graceLink(t.RefreshToken)
+	if err == nil {
+		rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
+		defer cancel()
+		if err = s.r.client.Set(rctx, s.r.prefix+"refresh:"+link, flight+" "+keys.lookup, s.grace).Err(); err != nil {
+			s.r.failed("grace_link")
+		}
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "session: cannot store the rotation grace entry's link", "err", err)
+	}
+}
+
+// forget deletes the shared grace entry that link points to, and the link.
+func (s *sharedRefresh) forget(ctx context.Context, link string) error {
+	ctx, cancel := s.r.opContext(ctx)
+	defer cancel()
+	linkKey := s.r.prefix + "refresh:" + link
+	v, err := s.r.client.Get(ctx, linkKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session: forget grace entry: %w", s.r.unavailable("forget_grace", err))
+	}
+	flight, _, _ := strings.Cut(v, " ")
+	_, grace := s.names(flight)
+	// Two keys in two hash slots: two commands.
+	if err := s.r.client.Del(ctx, grace).Err(); err != nil {
+		return fmt.Errorf("session: forget grace entry: %w", s.r.unavailable("forget_grace", err))
+	}
+	if err := s.r.client.Del(ctx, linkKey).Err(); err != nil {
+		return fmt.Errorf("session: forget grace entry: %w", s.r.unavailable("forget_grace", err))
+	}
+	return nil
 }
 
 func (s *sharedRefresh) unreachable(ctx context.Context, err error) {

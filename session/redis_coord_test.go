@@ -278,3 +278,64 @@ func TestSharedRefreshFallsBackAndRecovers(t *testing.T) {
 		t.Errorf("no recovery logged; log:\n%s", tr.logs.String())
 	}
 }
+
+// A replica that reads the shared grace entry late keeps it only until the entry's
+// original deadline, not for a fresh full window.
+func TestSharedGraceKeepsOriginalDeadline(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	a, tra := replica(t, url, prefix, 0, time.Minute)
+	trb := newTestRedis(t, url, prefix)
+	clk := newClock()
+	b := session.NewCoordinator(session.CoordinatorOptions{
+		Redis:  trb.r,
+		Grace:  time.Minute,
+		Now:    clk.Now,
+		Logger: slog.New(slog.NewTextHandler(trb.logs, nil)),
+	})
+	p := newProvider()
+	if _, err := a.Refresh(ctx, "rt-0", p.fn); err != nil {
+		t.Fatalf("A: Refresh = %v", err)
+	}
+	// B reads the entry late: 10 s of its minute are left.
+	graceKey := prefix + "refresh:{" + flightKeyOf("rt-0") + "}:grace"
+	if err := tra.client.PExpire(ctx, graceKey, 10*time.Second).Err(); err != nil {
+		t.Fatalf("PEXPIRE: %v", err)
+	}
+	if got, err := b.Refresh(ctx, "rt-0", p.fn); err != nil || got.AccessToken != "at-1" || p.calls.Load() != 1 {
+		t.Fatalf("B: Refresh(spent token) = %v after %d calls, want the shared entry's tokens", err, p.calls.Load())
+	}
+	// The shared entry reaches its deadline (it is gone from Redis); B's own copy with it.
+	if err := tra.client.Del(ctx, graceKey).Err(); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	clk.Advance(9 * time.Second)
+	if got, err := b.Refresh(ctx, "rt-0", p.fn); err != nil || got.AccessToken != "at-1" || p.calls.Load() != 1 {
+		t.Fatalf("B: Refresh(spent token) before the deadline = %v after %d calls, want its copy of the entry", err, p.calls.Load())
+	}
+	clk.Advance(2 * time.Second)
+	if _, err := b.Refresh(ctx, "rt-0", p.fn); err != nil || p.calls.Load() != 2 {
+		t.Errorf("B: Refresh(spent token) past the entry's original deadline = %v after %d calls, want a new provider call (the copy gone)", err, p.calls.Load())
+	}
+}
+
+// Forget at one replica deletes the shared grace entry of the last rotation: another
+// replica asked for the spent token calls the provider instead of handing out its tokens.
+func TestSharedForgetDeletesGraceEntry(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	a, _ := replica(t, url, prefix, 0, time.Minute)
+	b, _ := replica(t, url, prefix, 0, time.Minute)
+	c, _ := replica(t, url, prefix, 0, time.Minute)
+	p := newProvider()
+	got, err := a.Refresh(ctx, "rt-0", p.fn)
+	if err != nil {
+		t.Fatalf("A: Refresh = %v", err)
+	}
+	if err := b.Forget(ctx, got.RefreshToken); err != nil {
+		t.Fatalf("B: Forget = %v", err)
+	}
+	if _, err := c.Refresh(ctx, "rt-0", p.fn); err != nil || p.calls.Load() != 2 {
+		t.Errorf("C: Refresh(spent token) after Forget = %v after %d calls, want a new provider call (the shared entry gone)", err, p.calls.Load())
+	}
+}

@@ -221,3 +221,71 @@ func TestDenyListStartsWhileRedisIsDown(t *testing.T) {
 	})
 	eventually(t, "the replica started during the outage ends the session", func() bool { return late.Ended(s) })
 }
+
+// Without Redis, logouts are recorded in the process, within MaxLocal entries: the one
+// that ends soonest goes first.
+func TestLocalDenyListBounded(t *testing.T) {
+	clk := newClock()
+	d := session.NewLocalDenyList(session.DenyListOptions{Lifetime: denyLifetime, Now: clk.Now, MaxLocal: 2})
+	var ss []*session.Session
+	for i := range 3 {
+		s := sampleSession(clk.Now(), 10, 10, 10)
+		s.Expiry = clk.Now().Add(time.Duration(i+1) * time.Hour)
+		ss = append(ss, s)
+		if err := d.EndSession(ctx, s); err != nil {
+			t.Fatalf("EndSession = %v", err)
+		}
+	}
+	if n := d.Len(); n != 2 {
+		t.Errorf("the local deny list holds %d entries, want at most 2", n)
+	}
+	if d.Ended(ss[0]) || !d.Ended(ss[1]) || !d.Ended(ss[2]) {
+		t.Errorf("Ended = %v %v %v, want the soonest-ending entry dropped and the others kept", d.Ended(ss[0]), d.Ended(ss[1]), d.Ended(ss[2]))
+	}
+	clk.Advance(3 * time.Hour)
+	if d.Ended(ss[2]) {
+		t.Errorf("Ended after the session's expiry = true, want the entry lapsed")
+	}
+}
+
+// An entry whose pub/sub message never arrived (written to Redis without publishing)
+// takes effect at the next periodic reload.
+func TestDenyListPeriodicReload(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	clk := newClock()
+	tr := newTestRedis(t, url, prefix)
+	reloads := make(chan error, 16)
+	d := session.NewDenyList(tr.r, session.DenyListOptions{Lifetime: denyLifetime, Now: clk.Now,
+		ReloadInterval: 10 * time.Millisecond,
+		OnReload: func(err error) {
+			select {
+			case reloads <- err:
+			default:
+			}
+		}})
+	s := sampleSession(clk.Now(), 10, 10, 10)
+	s.SID = "sid-dropped"
+	// The entry as EndSessions writes it, without its message.
+	member := "sid " + strconv.FormatInt(clk.Now().UnixMilli(), 10) + " sid-dropped"
+	if err := tr.client.ZAdd(ctx, prefix+"deny", redis.Z{Score: float64(clk.Now().Add(denyLifetime).UnixMilli()), Member: member}).Err(); err != nil {
+		t.Fatalf("ZADD: %v", err)
+	}
+	for len(reloads) > 0 {
+		<-reloads
+	}
+	// A reload that began after the write: the second one to end from now.
+	for range 2 {
+		select {
+		case err := <-reloads:
+			if err != nil {
+				t.Fatalf("reload = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no periodic reload of the deny list within 10 s")
+		}
+	}
+	if !d.Ended(s) {
+		t.Errorf("Ended after a periodic reload = false, want the entry whose message was dropped")
+	}
+}

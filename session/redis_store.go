@@ -30,6 +30,10 @@ type RedisStoreOptions struct {
 	IdleTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Coordinator, when set, makes Delete forget the grace entry of the session's last
+	// rotation too (Coordinator.Forget), so that a logout leaves none behind. nil: the
+	// entry lapses after rotation_grace.
+	Coordinator *Coordinator
 }
 
 // DefaultIdleTimeout is RedisStoreOptions.IdleTimeout when it is zero.
@@ -54,6 +58,7 @@ type RedisStore struct {
 	lifetime time.Duration
 	idle     time.Duration
 	now      func() time.Time
+	coord    *Coordinator
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -92,6 +97,7 @@ func NewRedisStore(r *Redis, opts RedisStoreOptions) (*RedisStore, error) {
 		lifetime: lifetime,
 		idle:     idle,
 		now:      now,
+		coord:    opts.Coordinator,
 	}, nil
 }
 
@@ -368,7 +374,7 @@ func (s *RedisStore) index(ctx context.Context, pipe redis.Pipeliner, kind, valu
 // returned (wrapping ErrStoreUnavailable) together with the cookie's deletion, which the
 // response must carry whatever happened: without its cookie nobody can open the
 // session, and Redis drops it within the idle timeout.
-func (s *RedisStore) Delete(ctx context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
+func (s *RedisStore) Delete(ctx context.Context, r *http.Request, sess *Session) (_ []*http.Cookie, err error) {
 	del := []*http.Cookie{s.attrs.deletion(s.names.Session, "/")}
 	var names []string
 	if sess != nil && sess.ID != "" {
@@ -376,6 +382,14 @@ func (s *RedisStore) Delete(ctx context.Context, r *http.Request, sess *Session)
 	}
 	if t, err := s.carriedTicket(r); err == nil && (sess == nil || t.ID != sess.ID) {
 		names = append(names, s.sessionKey(t.ID))
+	}
+	if sess != nil && s.coord != nil {
+		fctx := ctx // not the operation's context below, cancelled before this runs
+		defer func() {
+			if ferr := s.coord.Forget(fctx, sess.RefreshToken); ferr != nil && err == nil {
+				err = fmt.Errorf("session: delete: %w", ferr)
+			}
+		}()
 	}
 	if len(names) == 0 {
 		return del, nil

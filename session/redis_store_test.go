@@ -83,8 +83,10 @@ func TestRedisStoreConformance(t *testing.T) {
 	sessiontest.RunStore(t, func(t *testing.T) sessiontest.Harness {
 		clk := newClock()
 		tr := newTestRedis(t, url, "")
+		key := newKey(t)
 		return sessiontest.Harness{
-			Store:       newRedisStore(t, tr, clk),
+			Store:       newRedisStore(t, tr, clk, key),
+			Replica:     newRedisStore(t, newTestRedis(t, url, tr.prefix), clk, key),
 			Foreign:     newRedisStore(t, tr, clk),
 			ServerSide:  true,
 			Origin:      origin,
@@ -103,7 +105,8 @@ func TestCookieStoreConformanceWithRedis(t *testing.T) {
 		sessiontest.RunStore(t, func(t *testing.T) sessiontest.Harness {
 			clk := newClock()
 			return sessiontest.Harness{
-				Store:       newStore(t, clk, newKey(t)),
+				Store: newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{newKey(t)}, Now: clk.Now,
+					Logout: &session.Logout{Deny: session.NewLocalDenyList(session.DenyListOptions{Now: clk.Now})}}),
 				Foreign:     newStore(t, clk, newKey(t)),
 				Origin:      origin,
 				RefreshPath: "/api/items",
@@ -124,8 +127,16 @@ func TestCookieStoreConformanceWithRedis(t *testing.T) {
 				t.Fatalf("EndSessions: %v", err)
 			}
 			key := newKey(t)
+			denyB := session.NewDenyList(newTestRedis(t, url, tr.prefix).r, session.DenyListOptions{Lifetime: 12 * time.Hour, Now: clk.Now})
 			return sessiontest.Harness{
-				Store:       newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{key}, Now: clk.Now, Ended: deny.Ended}),
+				Store: newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{key}, Now: clk.Now, Ended: deny.Ended,
+					Logout: &session.Logout{Deny: deny}}),
+				Replica: newStoreWith(t, session.CookieOptions{Keys: []session.KeyPair{key}, Now: clk.Now, Ended: denyB.Ended}),
+				SyncReplica: func(t *testing.T) {
+					if err := denyB.Reload(ctx); err != nil {
+						t.Fatalf("replica: Reload = %v", err)
+					}
+				},
 				Foreign:     newStore(t, clk, newKey(t)),
 				Origin:      origin,
 				RefreshPath: "/api/items",

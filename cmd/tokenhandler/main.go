@@ -14,8 +14,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +26,7 @@ import (
 	"syscall"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/session"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -247,17 +246,18 @@ func runCheckConfig(args []string, getenv func(string) string, environ []string,
 	return nil
 }
 
-// keygen prints a fresh key pair in the form config.ParseKey reads.
+// keygen prints a fresh key pair in the form session.ParseKeyPair reads (the parser
+// config validation and start-up use).
 func keygen(stdout io.Writer) error {
-	b := make([]byte, 2*config.KeyLen)
-	if _, err := rand.Read(b); err != nil {
+	kp, err := session.GenerateKeyPair()
+	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	key := base64.StdEncoding.EncodeToString(b[:config.KeyLen]) + ":" + base64.StdEncoding.EncodeToString(b[config.KeyLen:])
-	if _, _, err := config.ParseKey(key); err != nil {
+	key := kp.Reveal()
+	if _, err := session.ParseKeyPair(key); err != nil {
 		return fmt.Errorf("keygen: %w", err) // impossible unless the two halves collide
 	}
-	_, err := fmt.Fprintln(stdout, key)
+	_, err = fmt.Fprintln(stdout, key)
 	return err
 }
 

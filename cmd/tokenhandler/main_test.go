@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/session"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
@@ -67,10 +68,11 @@ func TestKeygen(t *testing.T) {
 			t.Errorf("keygen output = %q, want exactly one line", out)
 		}
 		key := strings.TrimSuffix(out, "\n")
-		hash, block, err := config.ParseKey(key)
+		kp, err := session.ParseKeyPair(key)
 		if err != nil {
-			t.Fatalf("config.ParseKey(keygen output) error = %v", err)
+			t.Fatalf("session.ParseKeyPair(keygen output) error = %v", err)
 		}
+		hash, block := kp.Hash, kp.Block
 		if len(hash) != 32 || len(block) != 32 {
 			t.Errorf("keygen key halves = %d, %d bytes, want 32, 32", len(hash), len(block))
 		}

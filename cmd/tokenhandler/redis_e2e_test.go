@@ -92,7 +92,7 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		"TH_OIDC_ISSUER":        idp.Issuer,
 		"TH_OIDC_CLIENT_ID":     idp.ClientID,
 		"TH_OIDC_CLIENT_SECRET": idp.ClientSecret,
-		"TH_COOKIES_KEYS":       key.String(),
+		"TH_COOKIES_KEYS":       key.Reveal(),
 		"TH_ADMIN_LISTEN":       "",
 		"TH_ROUTES":             `[{"path":"/api/","upstream":"` + c.api.srv.URL + `","timeout":"5s"}]`,
 		"TH_SESSION_STORE":      o.store,

@@ -198,7 +198,7 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 		}
 		st.store = cs
 	}
-	logins, err := session.NewLoginJar(cookieOpts)
+	logins, err := session.NewLoginJar(session.LoginOptions{Keys: keys, Prefix: cookieOpts.Prefix, Insecure: cookieOpts.Insecure})
 	if err != nil {
 		return nil, err
 	}

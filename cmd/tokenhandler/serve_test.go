@@ -41,7 +41,7 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 	env := map[string]string{
 		"TH_LISTEN": "127.0.0.1:0", "TH_ADMIN_LISTEN": "127.0.0.1:0", "TH_PUBLIC_URL": "http://127.0.0.1:8080",
 		"TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable", "TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s",
-		"TH_COOKIES_KEYS": key.String(), "TH_ROUTES": `[{"path":"/api/","upstream":"` + api.URL + `"}]`,
+		"TH_COOKIES_KEYS": key.Reveal(), "TH_ROUTES": `[{"path":"/api/","upstream":"` + api.URL + `"}]`,
 	}
 	cfg := envConfig(t, env)
 	logs := &syncBuffer{}
@@ -168,7 +168,7 @@ func TestServeTLS(t *testing.T) {
 	env := map[string]string{
 		"TH_LISTEN": "127.0.0.1:0", "TH_ADMIN_LISTEN": "", "TH_PUBLIC_URL": "https://127.0.0.1:8443",
 		"TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable", "TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s",
-		"TH_COOKIES_KEYS": kp.String(), "TH_TLS_CERT_FILE": certFile, "TH_TLS_KEY_FILE": keyFile,
+		"TH_COOKIES_KEYS": kp.Reveal(), "TH_TLS_CERT_FILE": certFile, "TH_TLS_KEY_FILE": keyFile,
 	}
 	cfg := envConfig(t, env)
 	logs := &syncBuffer{}
@@ -232,7 +232,7 @@ func testApp(t *testing.T, extra map[string]string) *app {
 	kp, _ := session.GenerateKeyPair()
 	env := map[string]string{
 		"TH_PUBLIC_URL": "https://app.example", "TH_OIDC_ISSUER": "http://127.0.0.1:1/unreachable",
-		"TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s", "TH_COOKIES_KEYS": kp.String(), "TH_ADMIN_LISTEN": "",
+		"TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s", "TH_COOKIES_KEYS": kp.Reveal(), "TH_ADMIN_LISTEN": "",
 	}
 	for k, v := range extra {
 		env[k] = v

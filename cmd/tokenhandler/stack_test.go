@@ -63,7 +63,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		"TH_OIDC_ISSUER":        idp.Issuer,
 		"TH_OIDC_CLIENT_ID":     idp.ClientID,
 		"TH_OIDC_CLIENT_SECRET": idp.ClientSecret,
-		"TH_COOKIES_KEYS":       key.String(),
+		"TH_COOKIES_KEYS":       key.Reveal(),
 		"TH_ADMIN_LISTEN":       "",
 		"TH_ROUTES":             `[{"path":"/api/","upstream":"` + api.srv.URL + `","timeout":"5s"}]`,
 	}

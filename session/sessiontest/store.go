@@ -28,9 +28,14 @@ type Harness struct {
 	// Foreign is a store of the same kind and options but other keys (another
 	// deployment); nil skips the test that its cookies do not open in Store.
 	Foreign session.Store
-	// ServerSide is set for stores that keep the session on the server: cookies
-	// replayed after Delete must then be no session (a cookie store cannot know).
+	// ServerSide is set for stores that keep the session on the server.
 	ServerSide bool
+	// Replica, when set, is the same store at another replica (same keys, the same
+	// Redis): a logout at Store must end the session there too. SyncReplica, when set,
+	// brings the replica's local state up to date (a deny-list reload) before it is
+	// asked, so that the test does not wait on pub/sub.
+	Replica     session.Store
+	SyncReplica func(t *testing.T)
 }
 
 // RunStore is the conformance suite every session.Store runs: what Save stores Load
@@ -39,6 +44,10 @@ type Harness struct {
 // deployment's cookie, cookies of two sessions mixed) is no session, never a mix of two
 // sessions; a session past its expiry is no session; every Set-Cookie keeps the cookie
 // rules. newHarness is called once per subtest.
+//
+// It is long on purpose: one t.Run per case, in the order a reader checks a store, each
+// sharing the small helpers declared at its top; split apart, the cases would need those
+// helpers threaded through a dozen functions for no gain.
 func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
 	ctx := context.Background()
 	now := func(h Harness) time.Time {
@@ -307,20 +316,40 @@ func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
-	t.Run("DeleteEndsServerSide", func(t *testing.T) {
+	// Logout is final in cookie mode too: cookies copied before Delete are no session,
+	// here and at every replica, for every store.
+	t.Run("DeleteEndsCopies", func(t *testing.T) {
 		h := newHarness(t)
-		if !h.ServerSide {
-			t.Skip("the store keeps nothing on the server")
-		}
 		b := NewBrowser(t, h.Origin)
 		s := Sample(now(h))
 		save(t, h, b, "/auth/callback", s)
-		kept := b.Request(http.MethodGet, h.RefreshPath)
+		kept := []*http.Request{b.Request(http.MethodGet, h.RefreshPath), b.Request(http.MethodGet, h.OtherPath)}
+		if _, err := h.Store.Load(ctx, kept[0]); err != nil {
+			t.Fatalf("Load before Delete = %v, want the session", err)
+		}
+		if h.Replica != nil {
+			if _, err := h.Replica.Load(ctx, kept[0]); err != nil {
+				t.Fatalf("another replica: Load before Delete = %v, want the session", err)
+			}
+		}
 		if _, err := h.Store.Delete(ctx, b.Request(http.MethodPost, "/auth/logout"), s); err != nil {
 			t.Fatalf("Delete = %v", err)
 		}
-		if _, err := h.Store.Load(ctx, kept); !errors.Is(err, session.ErrNoSession) {
-			t.Errorf("Load(cookies kept from before Delete) = %v, want ErrNoSession", err)
+		for _, r := range kept {
+			if _, err := h.Store.Load(ctx, r); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Load(%s, cookies kept from before Delete) = %v, want ErrNoSession", r.URL.Path, err)
+			}
+		}
+		if h.Replica == nil {
+			return
+		}
+		if h.SyncReplica != nil {
+			h.SyncReplica(t)
+		}
+		for _, r := range kept {
+			if _, err := h.Replica.Load(ctx, r); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("another replica: Load(%s, cookies kept from before Delete) = %v, want ErrNoSession", r.URL.Path, err)
+			}
 		}
 	})
 
