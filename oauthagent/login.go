@@ -91,9 +91,20 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("oauthagent: login: %w", err)
 	}
 	web.SetCookies(w, cookies)
+	// A sign-in replaces the session: the old session's cookies this request carries go
+	// now, since the callback will not see them to replace them.
+	if c, ok := a.store.(clearer); ok {
+		web.SetCookies(w, c.Clear(r))
+	}
 	a.obs.Login("started")
 	http.Redirect(w, r, p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)), http.StatusFound)
 	return nil
+}
+
+// clearer is a store that can delete the session cookies a request carries before a
+// sign-in replaces them (session.CookieStore).
+type clearer interface {
+	Clear(r *http.Request) []*http.Cookie
 }
 
 // isPage reports whether a return_to path is a page of the SPA: not under the auth

@@ -338,3 +338,22 @@ func (s *CookieStore) Delete(ctx context.Context, r *http.Request, sess *Session
 	}
 	return out, nil
 }
+
+// Clear returns the deletions of the access and ID cookies the request carries, every
+// form and piece of them, for a sign-in that is about to replace the session: the
+// callback that sets the new cookies cannot see the old ones (the provider's redirect is
+// a cross-site navigation, which carries no SameSite=Strict cookie), and pieces left
+// from an old, differently chunked session would fail the new one's binding. A request
+// carrying none gets none.
+func (s *CookieStore) Clear(r *http.Request) []*http.Cookie {
+	var cs carriedSession
+	s.carried(r, &cs)
+	var out []*http.Cookie
+	if cs.access.present() {
+		out = s.attrs.deleteCarried(out, s.names.Access, rootPath, &cs.access)
+	}
+	if cs.id.present() {
+		out = s.attrs.deleteCarried(out, s.names.ID, rootPath, &cs.id)
+	}
+	return out
+}

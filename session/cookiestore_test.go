@@ -805,3 +805,48 @@ func TestCookieStoreSaveSetCookieCounts(t *testing.T) {
 		check(t, cookies, 2+nPaths, at+".0", at+".1", at+".2")
 	})
 }
+
+// A sign-in clears the old session's cookies at /auth/login (where the SameSite=Strict
+// cookies are sent), so that the callback, which cannot see them, leaves no piece of a
+// differently chunked old session behind: the cases the callback alone cannot cover.
+func TestCookieStoreClearBeforeANewSession(t *testing.T) {
+	clk := newClock()
+	st := newStore(t, clk, newKey(t))
+	for _, tc := range []struct {
+		name     string
+		old, new *session.Session
+	}{
+		{name: "old chunked, new plain", old: sampleSession(clk.Now(), 6000, 4096, 100), new: sampleSession(clk.Now(), 100, 100, 100)},
+		{name: "old 3 pieces, new 2", old: sampleSession(clk.Now(), 6000, 6000, 100), new: sampleSession(clk.Now(), 3000, 3000, 100)},
+		{name: "old plain, new chunked", old: sampleSession(clk.Now(), 100, 100, 100), new: sampleSession(clk.Now(), 6000, 4096, 100)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := sessiontest.NewBrowser(t, origin)
+			old, err := st.Save(ctx, requestWith("/"), tc.old)
+			if err != nil {
+				t.Fatalf("Save(old) = %v", err)
+			}
+			b.Receive("/auth/callback", old)
+			cleared := st.Clear(b.Request(http.MethodGet, "/auth/login"))
+			sessiontest.CheckSetCookies(t, cleared)
+			if len(set(cleared)) != 0 {
+				t.Fatalf("Clear set cookies: %v", set(cleared))
+			}
+			b.Receive("/auth/login", cleared)
+			cookies, err := st.Save(ctx, requestWith("/auth/callback"), tc.new) // carries nothing
+			if err != nil {
+				t.Fatalf("Save(new) = %v", err)
+			}
+			b.Receive("/auth/callback", cookies)
+			for _, path := range append([]string{"/", "/api/v2/x"}, refreshPaths...) {
+				got, err := st.Load(ctx, b.Request(http.MethodGet, path))
+				if err != nil || got.ID != tc.new.ID {
+					t.Fatalf("Load(%s) after clear and a new login = %v, want the new session", path, err)
+				}
+			}
+		})
+	}
+	if got := st.Clear(requestWith("/auth/login")); len(got) != 0 {
+		t.Errorf("Clear of a request without cookies = %d deletions, want none", len(got))
+	}
+}

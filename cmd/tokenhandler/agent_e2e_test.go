@@ -128,9 +128,15 @@ func TestAgentFlow(t *testing.T) {
 				}
 			}
 
+			copies := s.cookies(c, "/api/") // a copy of the cookies, taken before logout
 			resp, body = s.do(c, http.MethodPost, "/auth/logout", nil)
 			if resp.StatusCode != 200 {
 				t.Fatalf("POST /auth/logout = %d %s", resp.StatusCode, body)
+			}
+			// Logout is final in cookie mode too: the copy stops working at once, though
+			// its access token has not expired.
+			if resp, b := s.apiCall(http.MethodGet, "/api/after-logout", copies, nil, nil); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("a copy of the cookies after logout: GET /api/after-logout = %d %s, want 401", resp.StatusCode, b)
 			}
 			logoutURL, _ := decodeJSON(t, body)["logout_url"].(string)
 			disc := s.idp.Discovery(t)

@@ -63,12 +63,20 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 			closeRedis()
 		}
 	}()
-	stores, err := newStores(cfg, keys, routes, shared, logger)
+	// One coordinator: the agent refreshes through it, and logout deletes the last
+	// rotation's grace entry through it.
+	coord := session.NewCoordinator(session.CoordinatorOptions{
+		Grace:   cfg.Session.RotationGrace,
+		Timeout: cfg.Session.RefreshTimeout,
+		Logger:  logger,
+		Redis:   shared,
+	})
+	stores, err := newStores(cfg, keys, routes, shared, coord, logger)
 	if err != nil {
 		return nil, err
 	}
 	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
-	agent, err := newAgent(cfg, stores, routes, shared, csrf, m, tr, logger)
+	agent, err := newAgent(cfg, stores, routes, coord, csrf, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +169,11 @@ type stores struct {
 	backchannel oauthagent.BackchannelSessions
 }
 
-func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route, shared *session.Redis, logger *slog.Logger) (*stores, error) {
+// newStores builds the session store and the login jar. Logout is final in both stores:
+// the Redis store deletes the session's entry; the cookie store records the session id
+// as ended until its expiry (in the shared deny list with redis.url, in the process
+// otherwise), and both delete the grace entry of the session's last rotation.
+func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route, shared *session.Redis, coord *session.Coordinator, logger *slog.Logger) (*stores, error) {
 	prefix := cfg.AuthPrefix
 	refreshPaths := []string{prefix + "/refresh", prefix + "/logout", prefix + "/userinfo"}
 	for _, r := range routes {
@@ -182,16 +194,21 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 			Insecure:    !cfg.Cookies.Secure,
 			Lifetime:    cfg.Session.Lifetime,
 			IdleTimeout: cfg.Session.IdleTimeout,
+			Coordinator: coord,
 		})
 		if err != nil {
 			return nil, err
 		}
 		st.store, st.backchannel = rs, rs
 	} else {
+		var deny *session.DenyList
 		if shared != nil {
-			deny := session.NewDenyList(shared, session.DenyListOptions{Lifetime: cfg.Session.Lifetime, Logger: logger})
+			deny = session.NewDenyList(shared, session.DenyListOptions{Lifetime: cfg.Session.Lifetime, Logger: logger})
 			cookieOpts.Ended, st.backchannel = deny.Ended, deny
+		} else {
+			deny = session.NewLocalDenyList(session.DenyListOptions{Lifetime: cfg.Session.Lifetime, Logger: logger})
 		}
+		cookieOpts.Logout = &session.Logout{Deny: deny, Coordinator: coord}
 		cs, err := session.NewCookieStore(cookieOpts)
 		if err != nil {
 			return nil, err
@@ -206,13 +223,7 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 	return &st, nil
 }
 
-func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, shared *session.Redis, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
-	coord := session.NewCoordinator(session.CoordinatorOptions{
-		Grace:   cfg.Session.RotationGrace,
-		Timeout: cfg.Session.RefreshTimeout,
-		Logger:  logger,
-		Redis:   shared,
-	})
+func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
 	var apiPaths []string // never pages of the SPA: a return_to under one is refused
 	for _, r := range routes {
 		apiPaths = append(apiPaths, r.Path)
