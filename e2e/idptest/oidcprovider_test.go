@@ -394,13 +394,19 @@ func wantUnauthorized(t *testing.T, what string, rep reply) {
 }
 
 // TestOIDCProviderDPoP proves DPoP-bound tokens (RFC 9449) with server nonces required,
-// against the real provider, with proofs made by a test key.
+// against the real provider, with proofs made by a test key; the client authenticates
+// with client_secret_post.
 func TestOIDCProviderDPoP(t *testing.T) {
 	t.Parallel()
 	p := idptest.Start(t, idptest.KindOIDCProvider, idptest.Options{
 		RedirectURL: redirect, DPoP: idptest.DPoPRequired, DPoPNonce: true, Resources: testResources,
+		TokenEndpointAuthMethod: "client_secret_post",
 	})
 	r := newRP(t, p)
+	r.auth = func(form url.Values, _ *http.Request) {
+		form.Set("client_id", p.ClientID)
+		form.Set("client_secret", p.ClientSecret)
+	}
 	key := idptest.NewTestKey(t)
 	tokenURL := r.endpoint("token_endpoint")
 	if algs, _ := r.doc["dpop_signing_alg_values_supported"].([]any); !slices.Contains(algs, any("ES256")) {
@@ -444,6 +450,9 @@ func TestOIDCProviderDPoP(t *testing.T) {
 	}
 	if got := p.DPoPTokenCalls(); got != p.TokenCalls() || got != 3 {
 		t.Errorf("DPoPTokenCalls() = %d of %d, want 3 of 3", got, p.TokenCalls())
+	}
+	if got := p.SecretCalls(); got != 3 {
+		t.Errorf("SecretCalls() = %d with client_secret_post, want 3", got)
 	}
 
 	// A refresh keeps the binding, also for a resource's JWT (cnf.jkt in the JWT).
