@@ -6,8 +6,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"testing"
 	"time"
 
@@ -33,6 +35,16 @@ func NewTestKey(t testing.TB) *TestKey {
 		t.Fatalf("idptest: test key: %v", err)
 	}
 	return &TestKey{Private: k, KeyID: testbench.RandomHex(8)}
+}
+
+// PEM is the private key as a PKCS #8 PEM block ("PRIVATE KEY"), for a key file the
+// product reads (oidc.client_key_file, dpop.key_file).
+func (k *TestKey) PEM() []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(k.Private)
+	if err != nil {
+		panic("idptest: PKCS #8 of a P-256 key: " + err.Error()) // cannot fail
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 // PublicJWK is the key's public JWK (use sig, alg ES256, kid KeyID).
