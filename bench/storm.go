@@ -31,8 +31,17 @@ type stormResult struct {
 	P50, P99     time.Duration
 	Max          time.Duration
 	Wall         time.Duration // first request sent to last answer
-	Err          string
+	// ProviderRefresh is the median time of a refresh call at the provider (its front
+	// proxy) when it is the only one: stormAlone sessions, one request each, one after
+	// the other, before the storm. SingleRefresh is the median time of those requests
+	// through tokenhandler, the refresh included.
+	ProviderRefresh time.Duration
+	SingleRefresh   time.Duration
+	Err             string
 }
+
+// stormAlone is how many extra sessions are signed in to time a refresh alone.
+const stormAlone = 5
 
 // runStorm signs sessions in through Dex (access tokens valid for ttl), waits until every
 // access token has expired, then sends requests requests at once, spread evenly over
@@ -72,8 +81,8 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 		return fail(err)
 	}
 
-	// Sign in, four browsers at a time.
-	cookies := make([]string, o.stormSessions)
+	// Sign in, four browsers at a time: the storm's sessions, then stormAlone more.
+	cookies := make([]string, o.stormSessions+stormAlone)
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
@@ -99,7 +108,7 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 			}
 		}()
 	}
-	for i := range o.stormSessions {
+	for i := range len(cookies) {
 		next <- i
 	}
 	close(next)
@@ -118,6 +127,33 @@ func runStorm(ctx context.Context, o *options, env *environment, setup, redisURL
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: o.stormRequests, MaxIdleConns: o.stormRequests}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+
+	// A refresh alone: one request of each extra session, one after the other; the
+	// provider's time for the refresh call it causes, and the request's own.
+	var provider, single []time.Duration
+	for i := o.stormSessions; i < len(cookies); i++ {
+		n := len(d.refreshLatencies())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, th.URL+"/api/items", nil)
+		req.Header.Set("Cookie", cookies[i])
+		req.Header.Set("X-CSRF", "1")
+		t0 := time.Now()
+		r, err := client.Do(req)
+		if err != nil {
+			return fail(fmt.Errorf("bench: storm: a refresh alone: %w", err))
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		lat := time.Since(t0)
+		calls := d.refreshLatencies()
+		if r.StatusCode != http.StatusOK || len(calls) != n+1 {
+			return fail(fmt.Errorf("bench: storm: a refresh alone: status %d, %d refresh calls", r.StatusCode, len(calls)-n))
+		}
+		provider = append(provider, calls[n])
+		single = append(single, lat)
+	}
+	slices.Sort(provider)
+	slices.Sort(single)
+	res.ProviderRefresh, res.SingleRefresh = provider[len(provider)/2], single[len(single)/2]
 	refresh0, token0 := d.refreshCalls.Load(), d.tokenCalls.Load()
 	lat := make([]time.Duration, o.stormRequests)
 	status := make([]int, o.stormRequests)
