@@ -339,7 +339,7 @@ func BenchmarkServeStack(b *testing.B) {
 		b.Run("tokenhandler/"+v.name, func(b *testing.B) {
 			st := newBenchStore(b)
 			m := metrics.New()
-			logger := slog.New(metrics.NewLogHandler(slog.NewJSONHandler(bufio.NewWriterSize(io.Discard, 64<<10), nil)))
+			logger := slog.New(metrics.NewLogHandler(metrics.NewJSONHandler(bufio.NewWriterSize(io.Discard, 64<<10), nil)))
 			px, err := proxy.New(st, noTokens{}, proxy.Options{
 				Routes:      []proxy.Route{{Path: "/api/", Upstream: target}},
 				RefreshSkew: 30 * time.Second,

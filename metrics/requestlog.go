@@ -63,10 +63,14 @@ func saneRequestID(id string) bool {
 //
 // logger nil means slog.Default(). The ResponseWriter handed to next still supports
 // Flush, Hijack (WebSocket) and http.ResponseController through Unwrap.
+//
+// With a handler from NewJSONHandler (under NewLogHandler or not), the line is written
+// without slog's Record and reflection, byte for byte as slog writes it.
 func (m *Metrics) RequestLog(next http.Handler, route func(*http.Request) string, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	direct, _ := logger.Handler().(requestLineWriter)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
@@ -104,15 +108,20 @@ func (m *Metrics) RequestLog(next http.Handler, route func(*http.Request) string
 				}
 			}
 			m.Request(label, status)
-			logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", method),
-				slog.String("path", path),
-				slog.String("route", label),
-				slog.Int("status", status),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.Int64("bytes", rec.bytes),
-				slog.String("request_id", id),
-			)
+			now := time.Now()
+			line := requestLine{method: method, path: path, route: label, status: status,
+				durationMS: float64(now.Sub(start).Microseconds()) / 1000, bytes: rec.bytes, requestID: id}
+			if direct == nil || !direct.writeRequestLine(r.Context(), now, line) {
+				logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+					slog.String("method", line.method),
+					slog.String("path", line.path),
+					slog.String("route", line.route),
+					slog.Int("status", line.status),
+					slog.Float64("duration_ms", line.durationMS),
+					slog.Int64("bytes", line.bytes),
+					slog.String("request_id", line.requestID),
+				)
+			}
 			if p != nil {
 				panic(p) // net/http logs it and drops the connection, as without us
 			}
@@ -210,6 +219,13 @@ func (l *logHandler) WithGroup(name string) slog.Handler {
 	return &logHandler{h: l.h.WithGroup(name)}
 }
 
+// writeRequestLine passes the request line to the handler under l, which can write it
+// directly if it is NewJSONHandler's: the line carries its request_id already.
+func (l *logHandler) writeRequestLine(ctx context.Context, t time.Time, line requestLine) bool {
+	d, ok := l.h.(requestLineWriter)
+	return ok && d.writeRequestLine(ctx, t, line)
+}
+
 func hasAttr(r slog.Record, key string) bool {
 	found := false
 	r.Attrs(func(a slog.Attr) bool {
@@ -224,4 +240,6 @@ var (
 	_ http.Hijacker = (*recorder)(nil)
 	_ io.ReaderFrom = (*recorder)(nil)
 	_ slog.Handler  = (*logHandler)(nil)
+
+	_ requestLineWriter = (*logHandler)(nil)
 )
