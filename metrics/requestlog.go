@@ -86,17 +86,23 @@ func (m *Metrics) RequestLog(next http.Handler, route func(*http.Request) string
 			path = path[:maxLoggedPath] + "..."
 		}
 
-		r = r.WithContext(WithRequestID(r.Context(), id))
+		// The recorder, the context carrying the id and the id's header values, in one
+		// allocation.
+		st := &requestState{recorder: recorder{ResponseWriter: w}}
+		st.ctx = idContext{Context: r.Context(), id: id}
+		r = r.WithContext(&st.ctx)
 		// The server made this request for this handler alone: setting the header in
 		// place is safe, and cloning the whole header map cost ~2 µs a request.
 		if r.Header == nil {
 			r.Header = http.Header{}
 		}
 		if vs := r.Header[RequestIDHeader]; len(vs) != 1 || vs[0] != id {
-			r.Header.Set(RequestIDHeader, id)
+			st.reqID[0] = id
+			r.Header[RequestIDHeader] = st.reqID[:] // Set, without a slice of its own
 		}
-		w.Header().Set(RequestIDHeader, id)
-		rec := &recorder{ResponseWriter: w}
+		st.respID[0] = id
+		w.Header()[RequestIDHeader] = st.respID[:]
+		rec := &st.recorder
 
 		defer func() {
 			p := recover()
@@ -128,6 +134,28 @@ func (m *Metrics) RequestLog(next http.Handler, route func(*http.Request) string
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// requestState is what RequestLog keeps for one request.
+type requestState struct {
+	recorder
+	ctx           idContext
+	reqID, respID [1]string // X-Request-Id values of the request and the response (cap 1: an Add copies)
+}
+
+// idContext is WithRequestID's context without an allocation of its own: RequestID finds
+// the id, every other key is its parent's (cancellation included, so a context derived
+// from it is cancelled with the server's without a goroutine).
+type idContext struct {
+	context.Context
+	id string
+}
+
+func (c *idContext) Value(key any) any {
+	if _, ok := key.(requestIDKey); ok {
+		return c.id
+	}
+	return c.Context.Value(key)
 }
 
 // recorder notes the status and the body size a handler wrote.

@@ -3,14 +3,18 @@ package metrics
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -382,5 +386,41 @@ func BenchmarkRequestLog(b *testing.B) {
 				h.ServeHTTP(w, r)
 			}
 		})
+	}
+}
+
+type otherKey struct{}
+
+// The request's context carries the id, keeps its parent's values and cancellation, and
+// the id header values the wrapper sets are the handler's own to change.
+func TestRequestLogContextAndHeaders(t *testing.T) {
+	parent, cancel := context.WithCancel(context.WithValue(t.Context(), otherKey{}, "v"))
+	var inner context.Context
+	var respIDs []string
+	h := New().RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, stop := context.WithTimeout(r.Context(), time.Hour)
+		defer stop()
+		inner = ctx
+		if RequestID(ctx) != "rid-7" || ctx.Value(otherKey{}) != "v" {
+			t.Errorf("derived context: RequestID %q, other value %v", RequestID(ctx), ctx.Value(otherKey{}))
+		}
+		r.Header.Add(RequestIDHeader, "second") // must not touch the response's values
+		w.Header().Add(RequestIDHeader, "extra")
+		respIDs = slices.Clone(w.Header()[RequestIDHeader])
+		cancel() // the server's context ends: the derived one with it
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Error("derived context not cancelled with its parent")
+		}
+	}), nil, discardLogger())
+	req := httptest.NewRequest("GET", "/x", nil).WithContext(parent)
+	req.Header.Set(RequestIDHeader, "rid-7")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !errors.Is(inner.Err(), context.Canceled) {
+		t.Errorf("derived context Err() = %v, want Canceled", inner.Err())
+	}
+	if want := []string{"rid-7", "extra"}; !slices.Equal(respIDs, want) {
+		t.Errorf("response X-Request-Id = %q, want %q", respIDs, want)
 	}
 }
