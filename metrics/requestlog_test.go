@@ -179,6 +179,28 @@ func TestRequestIDsDiffer(t *testing.T) {
 	}
 }
 
+// A new id has crypto/rand.Text's form, and every position takes every character.
+func TestNewRequestIDForm(t *testing.T) {
+	var at [26]map[byte]bool
+	for i := range at {
+		at[i] = map[byte]bool{}
+	}
+	for range 2000 {
+		id := newRequestID()
+		if len(id) != 26 || strings.Trim(id, base32) != "" || !saneRequestID(id) {
+			t.Fatalf("newRequestID() = %q, want 26 characters of base32", id)
+		}
+		for i := range id {
+			at[i][id[i]] = true
+		}
+	}
+	for i, m := range at {
+		if len(m) != 32 {
+			t.Errorf("position %d took %d of 32 characters in 2000 ids", i, len(m))
+		}
+	}
+}
+
 func TestRequestLogStatus(t *testing.T) {
 	tests := []struct {
 		name    string
