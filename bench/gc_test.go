@@ -49,3 +49,22 @@ func TestTokenhandlerGOGC(t *testing.T) {
 		t.Errorf("tokenhandler's gcPercent = %s, bench's tokenhandlerGOGC = %s", m[1], tokenhandlerGOGC)
 	}
 }
+
+// Each setup runs once in each position over as many rounds as there are setups.
+func TestRoundOrder(t *testing.T) {
+	live := []target{{setup: "a"}, {setup: "b"}, {setup: "c"}}
+	var got []string
+	for round := 1; round <= 4; round++ {
+		s := ""
+		for _, x := range roundOrder(live, round) {
+			s += x.setup
+		}
+		got = append(got, s)
+	}
+	if want := []string{"abc", "bca", "cab", "abc"}; !slices.Equal(got, want) {
+		t.Errorf("orders = %q, want %q", got, want)
+	}
+	if live[0].setup != "a" {
+		t.Error("roundOrder changed its argument")
+	}
+}

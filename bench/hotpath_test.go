@@ -352,19 +352,17 @@ func BenchmarkServeStack(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			route := func(r *http.Request) string {
-				if rt, ok := px.RouteOf(r.URL.Path); ok {
-					return rt
-				}
-				return "other"
-			}
-			h := m.RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if !proxy.CleanPath(r.URL) {
+			// One route's chain as cmd/tokenhandler's router builds it (newRouter): the
+			// request log, the body timeout, CORS (none configured: a no-op), the
+			// clean-path check, the route's handler.
+			rh := px.Routes()[0]
+			h := m.RequestLog(web.BodyTimeout((&web.CORS{}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !web.CleanPath(r.URL) {
 					web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
 					return
 				}
-				px.ServeHTTP(w, r)
-			}), route, logger)
+				rh.Handler.ServeHTTP(w, r)
+			})), 30*time.Second), func(*http.Request) string { return rh.Prefix }, logger)
 			serveLoop(b, h, request(b, st))
 		})
 		b.Run("bare/"+v.name, func(b *testing.B) {

@@ -108,7 +108,7 @@ func parseFlags(args []string) (*options, error) {
 	var scenarios, setups string
 	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of one wrk run (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "wrk warm-up per setup and scenario, not measured; 0: none")
-	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per scenario (A B C, A B C, ...)")
+	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per scenario, the order rotated each round (A B C, B C A, C A B, ...)")
 	fs.IntVar(&o.conns, "conns", 64, "wrk connections")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.StringVar(&scenarios, "scenarios", "get-1.2k,get-3k,post-16k,storm,startup,gobench", "comma-separated scenarios to run")
