@@ -342,9 +342,24 @@ type exchange struct {
 	refreshed  bool        // this request refreshed (its response carries new cookies)
 	pending    []*http.Cookie
 	start      time.Time
+	ctx        exchangeCtx // the forwarded request's context, which carries x
 }
 
 type exchangeKey struct{}
+
+// exchangeCtx is context.WithValue(parent, exchangeKey{}, x) inside x itself: no
+// allocation of its own. Every other key, cancellation included, is the parent's.
+type exchangeCtx struct {
+	context.Context
+	x *exchange
+}
+
+func (c *exchangeCtx) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return c.x
+	}
+	return c.Context.Value(key)
+}
 
 func exchangeFrom(ctx context.Context) *exchange {
 	x, _ := ctx.Value(exchangeKey{}).(*exchange)
@@ -429,7 +444,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 	if err := h.load(ctx, x, now); err != nil {
 		return err
 	}
-	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
+	x.ctx = exchangeCtx{Context: ctx, x: x}
+	out := r.WithContext(&x.ctx)
 	if upgrade && !websocket {
 		out.Header = withoutUpgrade(r.Header)
 	}
