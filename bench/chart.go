@@ -10,13 +10,14 @@ import (
 )
 
 var setupColor = map[string]string{
-	setupUpstream: "#9e9e9e",
-	setupBare:     "#607d8b",
-	setupBaseline: "#a1887f",
-	setupCookie:   "#2e7d32",
-	setupQuiet:    "#66bb6a",
-	setupRedis:    "#1565c0",
-	setupO2P:      "#c62828",
+	setupUpstream:    "#9e9e9e",
+	setupBare:        "#607d8b",
+	setupBareDefault: "#90a4ae",
+	setupBaseline:    "#a1887f",
+	setupCookie:      "#2e7d32",
+	setupQuiet:       "#66bb6a",
+	setupRedis:       "#1565c0",
+	setupO2P:         "#c62828",
 }
 
 // svg draws, for every steady scenario, each setup's throughput (left) and CPU per

@@ -13,7 +13,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,16 @@ type dex struct {
 	down         atomic.Bool // the front answers 503 to everything: the provider is "not up yet"
 	tokenCalls   atomic.Int64
 	refreshCalls atomic.Int64
+
+	mu         sync.Mutex
+	refreshLat []time.Duration // each refresh call's time at the front: request in to answer out
+}
+
+// refreshLatencies returns the latency of every refresh call so far, in order.
+func (d *dex) refreshLatencies() []time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.refreshLat)
 }
 
 // startDex starts Dex with access (and ID) tokens valid for ttl and one confidential
@@ -72,14 +84,21 @@ func startDex(ctx context.Context, ps *procs, bin, dir string, ttl time.Duration
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
+		refresh := false
 		if r.URL.Path == "/dex/token" {
 			d.tokenCalls.Add(1)
-			if testbench.PeekGrantType(r) == "refresh_token" {
+			if refresh = testbench.PeekGrantType(r) == "refresh_token"; refresh {
 				d.refreshCalls.Add(1)
 			}
 		}
 		t0 := time.Now()
 		rp.ServeHTTP(w, r)
+		if refresh {
+			lat := time.Since(t0)
+			d.mu.Lock()
+			d.refreshLat = append(d.refreshLat, lat)
+			d.mu.Unlock()
+		}
 		if os.Getenv("BENCH_DEBUG") != "" {
 			fmt.Fprintf(os.Stderr, "bench: dex front: %s %s %s\n", r.Method, r.URL.Path, time.Since(t0))
 		}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/aes"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
@@ -298,4 +300,85 @@ func serveLoop(b *testing.B, h http.Handler, r *http.Request) {
 			b.Fatalf("status = %d, want 200: %s", w.Code, w.Body)
 		}
 	})
+}
+
+// BenchmarkServeStack is BenchmarkProxyHandler with what `tokenhandler serve` puts in
+// front of the proxy on its public listener (see newApp in cmd/tokenhandler): the
+// request log (one JSON line per request through the request-id log handler, into a
+// buffered writer as tokenhandler's log output is), the request counter and the upstream
+// histogram; against the bare proxy. Profile it at tokenhandler's GC settings:
+//
+//	GOGC=400 go test -run '^$' -bench 'ServeStack/tokenhandler/get' -cpuprofile cpu.out -memprofile mem.out ./bench
+func BenchmarkServeStack(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true,"items":[1,2,3],"received":0}`)
+	}))
+	defer up.Close()
+	target, _ := url.Parse(up.URL)
+	transport := func() *http.Transport {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.DisableCompression = 1024, 256, true
+		return t
+	}
+	for _, v := range []struct {
+		name string
+		body int
+	}{{"get-1.2k", 0}, {"post-16k", 16 << 10}} {
+		request := func(b *testing.B, st session.Store) *http.Request {
+			r := apiRequest(b, st, benchSession(b, 1200))
+			if v.body > 0 {
+				r.Method = http.MethodPost
+				r.Body = io.NopCloser(bytes.NewReader(jsonBody(v.body)))
+				r.ContentLength = int64(v.body)
+				r.Header.Set("Content-Type", "application/json")
+			}
+			return r
+		}
+		b.Run("tokenhandler/"+v.name, func(b *testing.B) {
+			st := newBenchStore(b)
+			m := metrics.New()
+			logger := slog.New(metrics.NewLogHandler(metrics.NewJSONHandler(bufio.NewWriterSize(io.Discard, 64<<10), nil)))
+			px, err := proxy.New(st, noTokens{}, proxy.Options{
+				Routes:      []proxy.Route{{Path: "/api/", Upstream: target}},
+				RefreshSkew: 30 * time.Second,
+				CSRF:        &web.CSRF{PublicOrigin: "http://app.example.com"},
+				OwnCookie:   st.Names().Owns,
+				Transport:   transport(),
+				Logger:      logger,
+				OnUpstream:  m.Upstream,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			// One route's chain as cmd/tokenhandler's router builds it (newRouter): the
+			// request log, the body timeout, CORS (none configured: a no-op), the
+			// clean-path check, the route's handler.
+			rh := px.Routes()[0]
+			h := m.RequestLog(web.BodyTimeout((&web.CORS{}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !web.CleanPath(r.URL) {
+					web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
+					return
+				}
+				rh.Handler.ServeHTTP(w, r)
+			})), 30*time.Second), func(*http.Request) string { return rh.Prefix }, logger)
+			serveLoop(b, h, request(b, st))
+		})
+		b.Run("bare/"+v.name, func(b *testing.B) {
+			st := newBenchStore(b)
+			tok := benchSession(b, 1200).AccessToken
+			rp := &httputil.ReverseProxy{
+				Rewrite: func(pr *httputil.ProxyRequest) {
+					pr.SetURL(target)
+					pr.SetXForwarded()
+					pr.Out.Header.Del("Cookie")
+					pr.Out.Header.Set("Authorization", "Bearer "+tok)
+				},
+				Transport:  transport(),
+				BufferPool: bufferPool{},
+			}
+			serveLoop(b, rp, request(b, st))
+		})
+	}
 }

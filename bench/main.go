@@ -63,7 +63,11 @@ type options struct {
 const (
 	setupUpstream = "upstream"
 	setupBare     = "bare-proxy"
-	setupCookie   = "th-cookie"
+	// setupBareDefault is the bare proxy at Go's default GC settings (GOGC=100), while
+	// setupBare runs with tokenhandler's: the comparison of earlier runs, kept as a
+	// second, labelled line (GET 1.2 KB only).
+	setupBareDefault = "bare-proxy-gogc100"
+	setupCookie      = "th-cookie"
 	// setupQuiet is cookie mode with log.level warn: no log line per request, to show
 	// what request logging costs.
 	setupQuiet = "th-cookie-nolog"
@@ -74,7 +78,7 @@ const (
 	setupO2P      = "oauth2-proxy"
 )
 
-var allSetups = []string{setupUpstream, setupBare, setupBaseline, setupCookie, setupQuiet, setupRedis, setupO2P}
+var allSetups = []string{setupUpstream, setupBare, setupBareDefault, setupBaseline, setupCookie, setupQuiet, setupRedis, setupO2P}
 
 func main() {
 	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "_") {
@@ -104,7 +108,7 @@ func parseFlags(args []string) (*options, error) {
 	var scenarios, setups string
 	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of one wrk run (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "wrk warm-up per setup and scenario, not measured; 0: none")
-	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per scenario (A B C, A B C, ...)")
+	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per scenario, the order rotated each round (A B C, B C A, C A B, ...)")
 	fs.IntVar(&o.conns, "conns", 64, "wrk connections")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.StringVar(&scenarios, "scenarios", "get-1.2k,get-3k,post-16k,storm,startup,gobench", "comma-separated scenarios to run")
@@ -129,14 +133,36 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("usage")
 	}
 	if o.rounds < 1 || o.conns < 1 || o.threads < 1 || o.threads > o.conns || o.duration < time.Second ||
-		o.stormSessions < 1 || o.stormSessions > demoUsers || o.stormRequests < o.stormSessions || o.startupRuns < 0 {
-		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1, storm-sessions <= 200")
+		o.stormSessions < 1 || o.stormSessions+stormAlone > demoUsers || o.stormRequests < o.stormSessions || o.startupRuns < 0 {
+		fmt.Fprintln(fs.Output(), "need rounds >= 1, 1 <= threads <= conns, duration >= 1s, storm-requests >= storm-sessions >= 1, storm-sessions <= 195")
 		return nil, errors.New("usage")
 	}
-	o.thEnv, o.bareEnv = envList(thEnv), envList(bareEnv)
+	o.thEnv = envList(thEnv)
+	o.bareEnv = append(gcEnv(o.thEnv), envList(bareEnv)...)
 	o.scenarios = set(scenarios)
 	o.setups = set(setups)
 	return o, nil
+}
+
+// tokenhandlerGOGC is the GOGC `tokenhandler serve` sets for itself when its environment
+// has none (gcPercent in cmd/tokenhandler/main.go; a test holds them equal).
+const tokenhandlerGOGC = "400"
+
+// gcEnv is the garbage collector's settings the tokenhandlers under load run with, given
+// their extra environment thEnv: its GOGC or else tokenhandler's own default, and its
+// GOMEMLIMIT if any. The bare proxies get the same, so that the comparison is of the work
+// each does per request, not of how often each collects; -bare-env still overrides.
+func gcEnv(thEnv []string) []string {
+	gc := []string{"GOGC=" + tokenhandlerGOGC}
+	for _, kv := range thEnv {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "GOGC":
+			gc[0] = kv
+		case "GOMEMLIMIT":
+			gc = append(gc, kv)
+		}
+	}
+	return gc
 }
 
 func envList(list string) []string {
@@ -258,26 +284,40 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 
+	// The bare proxies, one per token size, with tokenhandler's GC settings; and for the
+	// 1.2 KB GET also one at Go's defaults (the comparison of earlier runs).
 	bare := map[int]*testbench.Process{}
 	bareURL := map[int]string{}
+	var bareDefault *testbench.Process
+	var bareDefaultURL string
+	startBare := func(name, tokenPath string, extra []string) (*testbench.Process, string, error) {
+		port, err := testbench.FreePort()
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := ps.start(name, env.self, []string{"_bare", fmt.Sprintf("127.0.0.1:%d", port), env.upstream, tokenPath}, extra, filepath.Join(tmp, name+".log"))
+		if err != nil {
+			return nil, "", err
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		if _, err := waitHTTP(ctx, p, url+"/", 200, 10*time.Second); err != nil {
+			return nil, "", err
+		}
+		return p, url, nil
+	}
 	for n, tok := range tokens {
 		path := filepath.Join(tmp, fmt.Sprintf("token-%d", n))
 		if err := os.WriteFile(path, []byte(tok), 0o600); err != nil {
 			return err
 		}
-		port, err := testbench.FreePort()
-		if err != nil {
+		if bare[n], bareURL[n], err = startBare(fmt.Sprintf("bare-%d", n), path, o.bareEnv); err != nil {
 			return err
 		}
-		p, err := ps.start(fmt.Sprintf("bare-%d", n), env.self, []string{"_bare", fmt.Sprintf("127.0.0.1:%d", port), env.upstream, path}, o.bareEnv, filepath.Join(tmp, fmt.Sprintf("bare-%d.log", n)))
-		if err != nil {
-			return err
+		if n == 1200 && o.setups[setupBareDefault] {
+			if bareDefault, bareDefaultURL, err = startBare("bare-1200-gogc100", path, []string{"GOGC=100"}); err != nil {
+				return err
+			}
 		}
-		if _, err := waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/", port), 200, 10*time.Second); err != nil {
-			return err
-		}
-		bare[n] = p
-		bareURL[n] = fmt.Sprintf("http://127.0.0.1:%d", port)
 	}
 
 	// tokenhandler, cookie mode.
@@ -403,6 +443,9 @@ func run(ctx context.Context, o *options) error {
 			add(setupUpstream, env.upstream, up.Pid(), "Authorization: Bearer "+tok)
 		}
 		add(setupBare, bareURL[sc.TokenSize], bare[sc.TokenSize].Pid(), "Cookie: "+cookieHdr, csrf)
+		if bareDefault != nil && sc.Name == "get-1.2k" {
+			add(setupBareDefault, bareDefaultURL, bareDefault.Pid(), "Cookie: "+cookieHdr, csrf)
+		}
 		if thBase != nil {
 			add(setupBaseline, thBase.URL, thBase.proc.Pid(), "Cookie: "+cookieHdr, csrf)
 		}
@@ -432,7 +475,8 @@ func run(ctx context.Context, o *options) error {
 		res.Notes[setupCookie] = fmt.Sprintf("Cookie header %d B", len(cookieHdr))
 		res.Notes[setupQuiet] = fmt.Sprintf("Cookie header %d B; log.level warn", len(cookieHdr))
 		res.Notes[setupBaseline] = fmt.Sprintf("Cookie header %d B; built from -baseline", len(cookieHdr))
-		res.Notes[setupBare] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set", len(cookieHdr))
+		res.Notes[setupBare] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set; %s as tokenhandler", len(cookieHdr), strings.Join(gcEnv(o.thEnv), " "))
+		res.Notes[setupBareDefault] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set; GOGC=100, Go's default", len(cookieHdr))
 		if redisHdr != "" {
 			res.Notes[setupRedis] = fmt.Sprintf("Cookie header %d B", len(redisHdr))
 		}

@@ -77,14 +77,31 @@ func (s *scenarioResult) byRound(setup string) map[int]roundResult {
 
 // ratio is the median over rounds of a's throughput over b's.
 func (s *scenarioResult) ratio(a, b string) (float64, bool) {
+	return s.ratioOf(a, b, func(x roundResult) float64 { return x.W.rps() })
+}
+
+// ratioOf is the median over rounds of f(a's result) over f(b's of the same round).
+func (s *scenarioResult) ratioOf(a, b string, f func(roundResult) float64) (float64, bool) {
 	ra, rb := s.byRound(a), s.byRound(b)
 	var v []float64
 	for round, x := range ra {
-		if y, ok := rb[round]; ok && y.W.rps() > 0 {
-			v = append(v, x.W.rps()/y.W.rps())
+		if y, ok := rb[round]; ok && f(y) > 0 {
+			v = append(v, f(x)/f(y))
 		}
 	}
 	return median(v), len(v) > 0
+}
+
+// addedOver is the median over rounds of a's CPU per request minus b's of the same round.
+func (s *scenarioResult) addedOver(a, b string) float64 {
+	ra, rb := s.byRound(a), s.byRound(b)
+	var v []float64
+	for round, x := range ra {
+		if y, ok := rb[round]; ok {
+			v = append(v, x.CPUPerReq-y.CPUPerReq)
+		}
+	}
+	return median(v)
 }
 
 func (s *scenarioResult) summarize(setup string) summary {
@@ -188,15 +205,25 @@ func (r *report) markdown() string {
 	if len(r.Storms) > 0 {
 		b.WriteString("### Refresh storm\n\n")
 		fmt.Fprintf(&b, "Sessions signed in through Dex (real login form, access tokens valid %s); once every access token has expired, all requests are sent at once, spread evenly over the sessions. Token-endpoint calls are counted at a reverse proxy in front of Dex.\n\n", o.stormTTL)
-		b.WriteString("| setup | sessions | requests | refresh calls | all token calls | failures | p50 | p99 | max | wall |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "Before the storm, %d more sessions send one request each, one after the other: \"refresh alone\" is the median time of the refresh call at the provider (its front proxy) when it is the only one, \"request alone\" the median time of such a request through tokenhandler, refresh included; the storm's p99 is given as a multiple of the former. After the storm the same burst is sent again with the refreshed cookies: the same load without a refresh (its token calls in brackets, 0 expected).\n\n", stormAlone)
+		b.WriteString("| setup | sessions | requests | refresh calls | all token calls | failures | p50 | p99 | max | wall | refresh alone (provider) | request alone | p99 ÷ refresh alone | same burst, no refresh: p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, s := range r.Storms {
 			if s.Err != "" {
-				fmt.Fprintf(&b, "| %s | %d | %d | failed: %s |||||||\n", s.Setup, s.Sessions, s.Requests, firstLine(s.Err))
+				fmt.Fprintf(&b, "| %s | %d | %d | failed: %s |||||||||||\n", s.Setup, s.Sessions, s.Requests, firstLine(s.Err))
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n", s.Setup, s.Sessions, s.Requests,
+			mult := "–"
+			if s.ProviderRefresh > 0 {
+				mult = fmt.Sprintf("%.1f×", float64(s.P99)/float64(s.ProviderRefresh))
+			}
+			again := "–"
+			if s.BurstP99 > 0 {
+				again = fmt.Sprintf("%s (%d)", s.BurstP99.Round(time.Millisecond), s.BurstCalls)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Setup, s.Sessions, s.Requests,
 				s.RefreshCalls, s.TokenCalls, s.Failures, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond),
-				s.Max.Round(time.Millisecond), s.Wall.Round(time.Millisecond))
+				s.Max.Round(time.Millisecond), s.Wall.Round(time.Millisecond), s.ProviderRefresh.Round(100*time.Microsecond),
+				s.SingleRefresh.Round(100*time.Microsecond), mult, again)
 		}
 		b.WriteString("\n")
 	}
@@ -247,18 +274,26 @@ func yes(ok bool) string {
 	return "**no**"
 }
 
-// targets evaluates issue 6's targets against this run.
+// targets evaluates the targets (issues 6 and 13) against this run.
 func (r *report) targets() []targetRow {
 	var rows []targetRow
 	na := func(name string) { rows = append(rows, targetRow{name, "not measured in this run", "–"}) }
 	g := r.scenario("get-1.2k")
 	if g != nil && g.find(setupCookie) != nil && g.find(setupBare) != nil {
-		c := g.summarize(setupCookie)
+		c, b := g.summarize(setupCookie), g.summarize(setupBare)
+		p99, _ := g.ratioOf(setupCookie, setupBare, func(x roundResult) float64 { return x.W.P99 })
 		rows = append(rows,
-			targetRow{"cookie mode ≥ 0.9× bare proxy throughput (GET, 1.2 KB JWT)", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", c.ratio, c.rps, g.summarize(setupBare).rps), yes(c.ratio >= 0.9)},
-			targetRow{"cookie mode added CPU ≤ 15 µs/request (GET, 1.2 KB JWT)", fmt.Sprintf("%+.1f µs (%.1f vs %.1f µs/req)", c.addedCPU, c.cpu, g.summarize(setupBare).cpu), yes(c.addedCPU <= 15)})
+			targetRow{"cookie mode ≥ 1.0× bare proxy throughput at equal GC settings (GET, 1.2 KB JWT)", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", c.ratio, c.rps, b.rps), yes(c.ratio >= 1.0)},
+			targetRow{"cookie mode added CPU ≤ 3 µs/request at equal GC settings (GET, 1.2 KB JWT)", fmt.Sprintf("%+.1f µs (%.1f vs %.1f µs/req)", c.addedCPU, c.cpu, b.cpu), yes(c.addedCPU <= 3)},
+			targetRow{"cookie mode p99 ≤ 1.1× the bare proxy's at equal GC settings (GET, 1.2 KB JWT)", fmt.Sprintf("%.2f× (%s vs %s)", p99, ms(c.p99), ms(b.p99)), yes(p99 <= 1.1)})
+		if g.find(setupBareDefault) != nil {
+			x, _ := g.ratio(setupCookie, setupBareDefault)
+			d := g.summarize(setupBareDefault)
+			rows = append(rows, targetRow{"(the old comparison, not a target: cookie mode against the bare proxy at Go's default GOGC=100)",
+				fmt.Sprintf("%.2f× throughput, %+.1f µs CPU/request (%.1f vs %.1f)", x, g.addedOver(setupCookie, setupBareDefault), c.cpu, d.cpu), "–"})
+		}
 	} else {
-		na("cookie mode ≥ 0.9× bare proxy, added CPU ≤ 15 µs/request")
+		na("cookie mode ≥ 1.0× bare proxy, added CPU ≤ 3 µs/request, p99 ≤ 1.1×")
 	}
 	if g != nil && g.find(setupCookie) != nil && g.find(setupO2P) != nil {
 		x, _ := g.ratio(setupCookie, setupO2P)
@@ -283,9 +318,9 @@ func (r *report) targets() []targetRow {
 	}
 	if g != nil && g.find(setupRedis) != nil && g.find(setupCookie) != nil {
 		x, _ := g.ratio(setupRedis, setupCookie)
-		rows = append(rows, targetRow{"Redis mode ≥ 0.8× cookie mode (GET, 1.2 KB JWT)", fmt.Sprintf("%.2f×", x), yes(x >= 0.8)})
+		rows = append(rows, targetRow{"Redis mode ≥ 0.9× cookie mode (GET, 1.2 KB JWT)", fmt.Sprintf("%.2f×", x), yes(x >= 0.9)})
 	} else {
-		na("Redis mode ≥ 0.8× cookie mode")
+		na("Redis mode ≥ 0.9× cookie mode")
 	}
 	for _, s := range r.Storms {
 		name := fmt.Sprintf("refresh storm (%s): token calls = sessions, no failure", s.Setup)
@@ -295,6 +330,14 @@ func (r *report) targets() []targetRow {
 		}
 		rows = append(rows, targetRow{name, fmt.Sprintf("%d refresh calls for %d sessions, %d of %d requests failed, p99 %s",
 			s.RefreshCalls, s.Sessions, s.Failures, s.Requests, s.P99.Round(time.Millisecond)), yes(s.RefreshCalls == int64(s.Sessions) && s.Failures == 0)})
+		name = fmt.Sprintf("refresh storm (%s): p99 ≤ 2× the provider's own refresh latency", s.Setup)
+		if s.ProviderRefresh <= 0 {
+			rows = append(rows, targetRow{name, "the provider's refresh latency was not measured", "–"})
+			continue
+		}
+		x := float64(s.P99) / float64(s.ProviderRefresh)
+		rows = append(rows, targetRow{name, fmt.Sprintf("%.1f× (p99 %s; one refresh call alone: %s at the provider; the same burst without a refresh: p99 %s)",
+			x, s.P99.Round(time.Millisecond), s.ProviderRefresh.Round(100*time.Microsecond), s.BurstP99.Round(time.Millisecond)), yes(x <= 2)})
 	}
 	if len(r.Startup) > 0 {
 		var worst time.Duration

@@ -12,6 +12,8 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +37,57 @@ type Metrics struct {
 	tokenEndpoint *prometheus.CounterVec
 	logins        *prometheus.CounterVec
 	redisErrors   *prometheus.CounterVec
+
+	// routes holds each route label's series once resolved (*routeSeries): a request
+	// then costs no label hashing, no registry lock and no status string.
+	routes sync.Map
+}
+
+// routeSeries are the per-request series of one route label: the upstream histogram's
+// child, and the {route, status} counters' children by status, each made on first use
+// (a series appears when it is first counted, as with WithLabelValues).
+type routeSeries struct {
+	upstream      prometheus.Observer
+	requests      statusCounters
+	upstreamResps statusCounters
+}
+
+// statusCounters are the children of one route in a {route, status} counter: one slot per
+// status 100-599 and one for "error".
+type statusCounters struct {
+	vec   *prometheus.CounterVec
+	route string
+	slots [501]atomic.Pointer[counterChild]
+}
+
+type counterChild struct{ prometheus.Counter }
+
+func (s *statusCounters) inc(status int) {
+	i := len(s.slots) - 1 // "error"
+	if status >= 100 && status <= 599 {
+		i = status - 100
+	}
+	c := s.slots[i].Load()
+	if c == nil {
+		// Two requests may both get here: WithLabelValues gives both the same child.
+		c = &counterChild{s.vec.WithLabelValues(s.route, statusLabel(status))}
+		s.slots[i].Store(c)
+	}
+	c.Inc()
+}
+
+// series returns route's series, resolving them on its first request.
+func (m *Metrics) series(route string) *routeSeries {
+	if rs, ok := m.routes.Load(route); ok {
+		return rs.(*routeSeries)
+	}
+	rs := &routeSeries{
+		upstream:      m.upstream.WithLabelValues(route),
+		requests:      statusCounters{vec: m.requests, route: route},
+		upstreamResps: statusCounters{vec: m.upstreamResps, route: route},
+	}
+	got, _ := m.routes.LoadOrStore(route, rs)
+	return got.(*routeSeries)
 }
 
 // New returns Metrics registered in a fresh registry that also carries the Go runtime
@@ -159,8 +212,9 @@ func (m *Metrics) Upstream(route string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.upstream.WithLabelValues(route).Observe(d.Seconds())
-	m.upstreamResps.WithLabelValues(route, statusLabel(status)).Inc()
+	rs := m.series(route)
+	rs.upstream.Observe(d.Seconds())
+	rs.upstreamResps.inc(status)
 }
 
 // Request counts one answered request. route must come from a bounded set (a configured
@@ -169,7 +223,7 @@ func (m *Metrics) Request(route string, status int) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(route, statusLabel(status)).Inc()
+	m.series(route).requests.inc(status)
 }
 
 // RedisError counts a failed Redis operation (op: "get", "set", "lock", ...).

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,5 +178,54 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Body.String() != "ok" {
 		t.Errorf("nil Metrics RequestLog body = %q, want ok", rec.Body.String())
+	}
+}
+
+// Counts through the resolved per-route series land in the right series, from many
+// goroutines at once, with the edges of the status slots: 100, 599, and "error" for 0,
+// 99, 600 and negative codes sharing one series.
+func TestRouteSeriesConcurrent(t *testing.T) {
+	m := New()
+	statuses := []int{100, 200, 599, 0, 99, 600, -1}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			route := []string{"/api/", "auth"}[g%2]
+			for range 25 {
+				for _, s := range statuses {
+					m.Request(route, s)
+					m.Upstream(route, s, time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, route := range []string{"/api/", "auth"} {
+		for status, want := range map[string]float64{"100": 100, "200": 100, "599": 100, "error": 400} {
+			labels := map[string]string{"route": route, "status": status}
+			for _, name := range []string{"tokenhandler_http_requests_total", "tokenhandler_upstream_responses_total"} {
+				if got, _ := sample(t, m, name, labels); got != want {
+					t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+				}
+			}
+		}
+		if got, _ := sample(t, m, "tokenhandler_upstream_duration_seconds", map[string]string{"route": route}); got != 700 {
+			t.Errorf("upstream_duration_seconds{%s} count = %v, want 700", route, got)
+		}
+	}
+	// No series for a status never counted.
+	if _, ok := sample(t, m, "tokenhandler_http_requests_total", map[string]string{"route": "/api/", "status": "404"}); ok {
+		t.Error("http_requests_total{/api/,404} exists without a 404")
+	}
+}
+
+func BenchmarkRequestCounter(b *testing.B) {
+	m := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Request("/api/", 200)
+		m.Upstream("/api/", 200, time.Millisecond)
 	}
 }

@@ -3,14 +3,18 @@ package metrics
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -33,9 +37,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// jsonLogger logs JSON through NewLogHandler into buf.
+// jsonLogger logs JSON through NewLogHandler into buf, as tokenhandler does: with
+// NewJSONHandler, so RequestLog writes its line directly.
 func jsonLogger(buf io.Writer) *slog.Logger {
-	return slog.New(NewLogHandler(slog.NewJSONHandler(buf, nil)))
+	return slog.New(NewLogHandler(NewJSONHandler(buf, nil)))
 }
 
 // lines decodes every JSON log line in s.
@@ -174,6 +179,28 @@ func TestRequestIDsDiffer(t *testing.T) {
 	}
 }
 
+// A new id has crypto/rand.Text's form, and every position takes every character.
+func TestNewRequestIDForm(t *testing.T) {
+	var at [26]map[byte]bool
+	for i := range at {
+		at[i] = map[byte]bool{}
+	}
+	for range 2000 {
+		id := newRequestID()
+		if len(id) != 26 || strings.Trim(id, base32) != "" || !saneRequestID(id) {
+			t.Fatalf("newRequestID() = %q, want 26 characters of base32", id)
+		}
+		for i := range id {
+			at[i][id[i]] = true
+		}
+	}
+	for i, m := range at {
+		if len(m) != 32 {
+			t.Errorf("position %d took %d of 32 characters in 2000 ids", i, len(m))
+		}
+	}
+}
+
 func TestRequestLogStatus(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -249,7 +276,8 @@ func TestRequestLogStreamingAndHijack(t *testing.T) {
 	var buf syncBuffer
 	m := New()
 	flushed := make(chan struct{})
-	srv := httptest.NewServer(m.RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	wsDone := make(chan struct{})
+	logged := m.RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/stream":
 			io.WriteString(w, "first\n")
@@ -268,7 +296,13 @@ func TestRequestLogStreamingAndHijack(t *testing.T) {
 			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi")
 			brw.Flush()
 		}
-	}), classify, jsonLogger(&buf)))
+	}), classify, jsonLogger(&buf))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		logged.ServeHTTP(w, r)
+		if r.URL.Path == "/api/ws" {
+			close(wsDone) // a hijacked connection's handler is not waited for by Close
+		}
+	}))
 	defer srv.Close()
 
 	resp, err := http.Get(srv.URL + "/api/stream")
@@ -294,7 +328,8 @@ func TestRequestLogStreamingAndHijack(t *testing.T) {
 		t.Errorf("upgrade status = %d, want 101", resp.StatusCode)
 	}
 	resp.Body.Close()
-	srv.Close() // waits for the handlers, so both log lines are written
+	srv.Close() // waits for the stream's handler
+	<-wsDone    // and this for the hijacker's: both are counted and logged
 
 	for _, status := range []string{"200", "101"} {
 		if v, _ := sample(t, m, "tokenhandler_http_requests_total", map[string]string{"route": "/api/", "status": status}); v != 1 {
@@ -347,4 +382,67 @@ func FuzzRequestLog(f *testing.F) {
 			t.Fatalf("logged request_id %v, want %q", l[0]["request_id"], got)
 		}
 	})
+}
+
+// BenchmarkRequestLog is the request log around a handler that writes a small body: the
+// per-request line written directly (NewJSONHandler, as tokenhandler runs) and through
+// slog's JSON handler.
+func BenchmarkRequestLog(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		h    func(io.Writer) slog.Handler
+	}{
+		{"direct", func(w io.Writer) slog.Handler { return NewJSONHandler(w, nil) }},
+		{"slog", func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			m := New()
+			h := m.RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Write([]byte(`{"ok":true}`))
+			}), classify, slog.New(NewLogHandler(c.h(io.Discard))))
+			r := httptest.NewRequest("GET", "/api/items?page=2", nil)
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.Header())
+				h.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+type otherKey struct{}
+
+// The request's context carries the id, keeps its parent's values and cancellation, and
+// the id header values the wrapper sets are the handler's own to change.
+func TestRequestLogContextAndHeaders(t *testing.T) {
+	parent, cancel := context.WithCancel(context.WithValue(t.Context(), otherKey{}, "v"))
+	var inner context.Context
+	var respIDs []string
+	h := New().RequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, stop := context.WithTimeout(r.Context(), time.Hour)
+		defer stop()
+		inner = ctx
+		if RequestID(ctx) != "rid-7" || ctx.Value(otherKey{}) != "v" {
+			t.Errorf("derived context: RequestID %q, other value %v", RequestID(ctx), ctx.Value(otherKey{}))
+		}
+		r.Header.Add(RequestIDHeader, "second") // must not touch the response's values
+		w.Header().Add(RequestIDHeader, "extra")
+		respIDs = slices.Clone(w.Header()[RequestIDHeader])
+		cancel() // the server's context ends: the derived one with it
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Error("derived context not cancelled with its parent")
+		}
+	}), nil, discardLogger())
+	req := httptest.NewRequest("GET", "/x", nil).WithContext(parent)
+	req.Header.Set(RequestIDHeader, "rid-7")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !errors.Is(inner.Err(), context.Canceled) {
+		t.Errorf("derived context Err() = %v, want Canceled", inner.Err())
+	}
+	if want := []string{"rid-7", "extra"}; !slices.Equal(respIDs, want) {
+		t.Errorf("response X-Request-Id = %q, want %q", respIDs, want)
+	}
 }

@@ -22,18 +22,29 @@ func stripOwnCookies(h http.Header, own func(string) bool) {
 	if len(vs) == 1 && !anyOwnCookie(vs[0], own) {
 		return
 	}
-	var b strings.Builder
+	// The kept pairs first, then one string of exactly their length: growing a builder
+	// as it filled took four allocations for the two foreign cookies of a request.
+	var keep [16]string
+	kept, size := keep[:0], 0
 	for _, v := range vs {
 		for part := range strings.SplitSeq(v, ";") {
 			part = strings.TrimSpace(part)
 			if part == "" || own(cookieName(part)) {
 				continue
 			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
-			}
-			b.WriteString(part)
+			kept = append(kept, part)
+			size += len(part)
 		}
+	}
+	var b strings.Builder
+	if len(kept) > 0 {
+		b.Grow(size + 2*(len(kept)-1))
+	}
+	for i, part := range kept {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(part)
 	}
 	if b.Len() == 0 {
 		delete(h, "Cookie")

@@ -91,7 +91,8 @@ func TestUpgradeKind(t *testing.T) {
 }
 
 func FuzzStripOwnCookies(f *testing.F) {
-	for _, s := range []string{"a=1; " + atName + "=x; b=2", atName + ".0=x;" + atName + ".1=y", ";;=;", " a = 1 ;b"} {
+	for _, s := range []string{"a=1; " + atName + "=x; b=2", atName + ".0=x;" + atName + ".1=y", ";;=;", " a = 1 ;b",
+		strings.Repeat("f=1; ", 20) + atName + "=x; g=2"} { // more foreign pairs than stripOwnCookies keeps on its stack
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {

@@ -342,9 +342,24 @@ type exchange struct {
 	refreshed  bool        // this request refreshed (its response carries new cookies)
 	pending    []*http.Cookie
 	start      time.Time
+	ctx        exchangeCtx // the forwarded request's context, which carries x
 }
 
 type exchangeKey struct{}
+
+// exchangeCtx is context.WithValue(parent, exchangeKey{}, x) inside x itself: no
+// allocation of its own. Every other key, cancellation included, is the parent's.
+type exchangeCtx struct {
+	context.Context
+	x *exchange
+}
+
+func (c *exchangeCtx) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return c.x
+	}
+	return c.Context.Value(key)
+}
 
 func exchangeFrom(ctx context.Context) *exchange {
 	x, _ := ctx.Value(exchangeKey{}).(*exchange)
@@ -422,17 +437,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		return err
 	}
 
-	// The session first: a request without one never gets a body buffer.
+	// The session first: a request without one never gets a body buffer. One clock
+	// reading serves the session's checks until a body read makes it stale.
 	ctx := r.Context()
-	if err := h.load(ctx, x); err != nil {
+	now := h.now()
+	if err := h.load(ctx, x, now); err != nil {
 		return err
 	}
-	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
+	x.ctx = exchangeCtx{Context: ctx, x: x}
+	out := r.WithContext(&x.ctx)
 	if upgrade && !websocket {
 		out.Header = withoutUpgrade(r.Header)
 	}
 	if !websocket {
-		bodyStart := h.now()
 		release, err := h.readBody(x, out)
 		defer release()
 		if err != nil {
@@ -440,14 +457,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		}
 		// A slow upload must not act on tokens loaded before it: by now another request
 		// may have rotated them (the Redis store has the latest; in cookie mode the
-		// refresh below finds them in the rotation grace entry).
-		if h.now().Sub(bodyStart) > time.Second {
-			if err := h.load(ctx, x); err != nil {
-				return err
+		// refresh below finds them in the rotation grace entry). Only a body
+		// (ContentLength > 0: readBody reads nothing otherwise) takes time here.
+		if x.in.ContentLength > 0 {
+			end := h.now()
+			if end.Sub(now) > time.Second {
+				if err := h.load(ctx, x, end); err != nil {
+					return err
+				}
 			}
+			now = end
 		}
 	}
-	if err := h.refreshIfExpiring(ctx, w, x); err != nil {
+	if err := h.refreshIfExpiring(ctx, w, x, now); err != nil {
 		return err
 	}
 	x.start = time.Now()
@@ -456,8 +478,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 }
 
 // load loads x's session from the store; a session without an access token or past its
-// lifetime is no session.
-func (h *Handler) load(ctx context.Context, x *exchange) error {
+// lifetime (at now) is no session.
+func (h *Handler) load(ctx context.Context, x *exchange, now time.Time) error {
 	if h.tracer != nil {
 		var span trace.Span
 		ctx, span = h.tracer.Start(ctx, "session.load")
@@ -472,7 +494,7 @@ func (h *Handler) load(ctx context.Context, x *exchange) error {
 		return fmt.Errorf("proxy: load session: %w: %w", session.ErrNoSession, err)
 	case s == nil || s.AccessToken == "":
 		return fmt.Errorf("proxy: load session: %w: no access token", session.ErrNoSession)
-	case s.Expired(h.now()):
+	case s.Expired(now):
 		return fmt.Errorf("proxy: load session: %w: past its lifetime", session.ErrNoSession)
 	}
 	x.sess = s
@@ -480,9 +502,9 @@ func (h *Handler) load(ctx context.Context, x *exchange) error {
 }
 
 // refreshIfExpiring is the proactive refresh: before forwarding an access token that
-// expires within the effective skew.
-func (h *Handler) refreshIfExpiring(ctx context.Context, w http.ResponseWriter, x *exchange) error {
-	s, now := x.sess, h.now()
+// expires within the effective skew of now.
+func (h *Handler) refreshIfExpiring(ctx context.Context, w http.ResponseWriter, x *exchange, now time.Time) error {
+	s := x.sess
 	if !s.NeedsRefresh(now, h.skew) {
 		return nil
 	}
