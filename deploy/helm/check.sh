@@ -46,7 +46,7 @@ fi
 # chartcheck is Go outside the product's module, so test.sh's go vet does not see it.
 unformatted="$(gofmt -l deploy/helm/tools)"
 [[ -z "$unformatted" ]] || fail "gofmt: $unformatted"
-(cd deploy/helm/tools && GOWORK=off go vet ./...) || fail "go vet deploy/helm/tools"
+(cd deploy/helm/tools && GOWORK=off go vet -trimpath ./...) || fail "go vet deploy/helm/tools"
 # The flags of examples/check-docker-build.sh, which test.sh runs just before: its
 # compiled packages are reused.
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/tokenhandler" ./cmd/tokenhandler
