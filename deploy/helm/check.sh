@@ -59,7 +59,7 @@ design_only() {
 	local problems
 	problems="$(sed -n '/check-config refuses/,/^--- tokenhandler.yaml/p' "$1" |
 		sed -e '1d' -e '$d' -e 's/^tokenhandler: config: [^:]*: //' | grep -v '^$')" || return 1
-	grep -Evq '^line [0-9]+: unknown key (oidc\.(client_key_file|par|dpop|profile)|dpop|token_signing|server|proxy|routes\[[0-9]+\]\.token)$' <<<"$problems" &&
+	grep -Evq '^line [0-9]+: unknown key (oidc\.(client_key_file|par|dpop|profile)|dpop|token_signing|routes\[[0-9]+\]\.token)$' <<<"$problems" &&
 		return 1
 	sed 's/.*unknown key //' <<<"$problems" | tr '\n' ' '
 }
@@ -155,6 +155,8 @@ sed 's#^    cookies:#    redis:\n      url: redis://:hunter2@redis:6379\n    coo
 rejected "a secret value in a ConfigMap" "$tmp/bad.yaml" "a Redis URL with a password in the ConfigMap"
 sed 's#^  replicas: 1#  replicas: 2#' "$tmp/default.yaml" >"$tmp/bad.yaml"
 rejected "replicas need Redis" "$tmp/bad.yaml" "two replicas without Redis"
+render --set-json 'env=[{"name":"OTEL_EXPORTER_OTLP_HEADERS","value":"authorization=Bearer x"}]' >"$tmp/bad.yaml"
+rejected "env OTEL_EXPORTER_OTLP_HEADERS holds a secret" "$tmp/bad.yaml" "a collector credential as a plain env value"
 sed '/preStop:/,/seconds:/d' "$tmp/default.yaml" >"$tmp/bad.yaml"
 rejected "no lifecycle.preStop.sleep" "$tmp/bad.yaml" "a pod without a preStop sleep"
 

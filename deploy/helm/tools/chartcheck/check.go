@@ -348,7 +348,9 @@ func secretName(name string) bool {
 		return false
 	}
 	switch name {
-	case "TH_OIDC_CLIENT_SECRET", "TH_COOKIES_KEYS", "TH_REDIS_URL":
+	case "TH_OIDC_CLIENT_SECRET", "TH_COOKIES_KEYS", "TH_REDIS_URL",
+		// tracing: headers that authenticate to the collector
+		"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS":
 		return true
 	}
 	u := strings.ToUpper(name)
