@@ -99,6 +99,9 @@ scenario hpa "$base,HorizontalPodAutoscaler,ServiceMonitor" -f "$chart/ci/hpa-va
 scenario full "$base" -f "$chart/ci/full-values.yaml"
 scenario tls "$base" -f "$chart/ci/tls-values.yaml"
 scenario design "$base" -f "$chart/ci/design-values.yaml"
+# The longest names: a 63-character release name, and the metrics Service's suffix.
+scenario long-name "$base,ServiceMonitor" -f "$chart/ci/ha-values.yaml" \
+	--set fullnameOverride=tokenhandler-with-a-release-name-as-long-as-kubernetes-allows-x
 
 # A configuration change rolls the pods: the checksum annotation follows the ConfigMap.
 sum() { grep -o 'checksum/config: [0-9a-f]*' "$1" | cut -d' ' -f2; }
