@@ -2,8 +2,8 @@
 # test.sh: the project's one test command. CI runs exactly this (see .ci/run).
 #
 #   ./test.sh                          go vet ./..., go test -race ./..., the Docker build
-#                                      check, the JavaScript client's unit tests, then the
-#                                      browser tests
+#                                      check, the Helm chart check, the JavaScript client's
+#                                      unit tests, then the browser tests
 #   ./test.sh ./session/...            vet and test only these packages (no browser tests)
 #   ./test.sh -run TestLogin ./e2e/... any go test flags, with or without packages
 #   ./test.sh -count=1 -v              flags only: every package, browser tests included
@@ -148,15 +148,18 @@ fi
 step "${test_cmd[*]}"
 "${test_cmd[@]}"
 
-# --- Docker build and browser tests ---------------------------------------------------------
+# --- Docker build, Helm chart, JavaScript client and browser tests ----------------------------
 # On a full run only (no package named): the Dockerfile's build commands run outside
-# Docker (static binaries, docker-compose.yml valid), the JavaScript client's unit tests
-# (node --test, stubs only, no npm packages), then the example SPA in Chromium
+# Docker (static binaries, docker-compose.yml valid), the Helm chart (rendered by the real
+# helm and decoded strictly against the Kubernetes API types), the JavaScript client's
+# unit tests (node --test, stubs only, no npm packages), then the example SPA in Chromium
 # against the real Dex (e2e/browser/run.sh: node's test runner driving Debian's chromium
 # with playwright-core).
 if ((${#pkgs[@]} == 0)); then
 	step "Docker build outside Docker (examples/check-docker-build.sh)"
 	examples/check-docker-build.sh
+	step "Helm chart: lint, render, strict decode (deploy/helm/check.sh)"
+	deploy/helm/check.sh
 	step "JavaScript client unit tests (node --test in clients/js)"
 	if command -v node >/dev/null 2>&1; then
 		(cd clients/js && node --test)

@@ -3,12 +3,14 @@
 # under e2e/idp/NAME and print the path of the binary; for NAME oidc-provider (Node.js),
 # install e2e/idp/oidc-provider/package-lock.json with npm ci and print the directory
 # that holds its node_modules (e2e/idptest runs e2e/idp/oidc-provider/provider.mjs
-# with the machine's node against it).
+# with the machine's node against it); for NAME helm or chartcheck, build helm or the
+# chart's strict checker from the tool module deploy/helm/tools (deploy/helm/check.sh).
 #
 # The binary is cached outside the clone, in
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/tokenhandler/idp/NAME-<sha256 of go.mod+go.sum>/NAME
 # so a second run (or a second clone) reuses it, and a change to the pinned versions
-# builds a new one. A cold build takes minutes (hundreds of dependencies); progress goes
+# builds a new one (for chartcheck, whose code is in its tool module, its .go files are
+# part of the key). A cold build takes minutes (hundreds of dependencies); progress goes
 # to stderr, only the path goes to stdout:
 #
 #   export TOKENHANDLER_TEST_DEX="$(scripts/idp-bin.sh dex)"
@@ -56,6 +58,8 @@ npm_dir() {
 	echo "$dir"
 }
 
+mod="$root/e2e/idp/$name"
+src=()
 case "$name" in
 hydra)
 	pkg="github.com/ory/hydra/v2"
@@ -71,14 +75,22 @@ oidc-provider)
 	npm_dir "$name"
 	exit 0
 	;;
+helm | chartcheck)
+	mod="$root/deploy/helm/tools"
+	pkg="helm.sh/helm/v4/cmd/helm"
+	if [[ "$name" == chartcheck ]]; then
+		pkg="./chartcheck"
+		src=("$mod"/chartcheck/*.go)
+	fi
+	tags=()
+	;;
 *)
-	echo "usage: $0 hydra|dex|oidc-provider" >&2
+	echo "usage: $0 hydra|dex|oidc-provider|helm|chartcheck" >&2
 	exit 2
 	;;
 esac
 
-mod="$root/e2e/idp/$name"
-hash="$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)"
+hash="$(cat "$mod/go.mod" "$mod/go.sum" "${src[@]}" | sha256sum | cut -c1-16)"
 dir="$cache/$name-$hash"
 bin="$dir/$name"
 
