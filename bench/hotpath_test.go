@@ -25,6 +25,7 @@ import (
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/session"
+	"github.com/tokenhandler/tokenhandler/tracing"
 	"github.com/tokenhandler/tokenhandler/web"
 )
 
@@ -336,35 +337,42 @@ func BenchmarkServeStack(b *testing.B) {
 			}
 			return r
 		}
-		b.Run("tokenhandler/"+v.name, func(b *testing.B) {
-			st := newBenchStore(b)
-			m := metrics.New()
-			logger := slog.New(metrics.NewLogHandler(metrics.NewJSONHandler(bufio.NewWriterSize(io.Discard, 64<<10), nil)))
-			px, err := proxy.New(st, noTokens{}, proxy.Options{
-				Routes:      []proxy.Route{{Path: "/api/", Upstream: target}},
-				RefreshSkew: 30 * time.Second,
-				CSRF:        &web.CSRF{PublicOrigin: "http://app.example.com"},
-				OwnCookie:   st.Names().Owns,
-				Transport:   transport(),
-				Logger:      logger,
-				OnUpstream:  m.Upstream,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			// One route's chain as cmd/tokenhandler's router builds it (newRouter): the
-			// request log, the body timeout, CORS (none configured: a no-op), the
-			// clean-path check, the route's handler.
-			rh := px.Routes()[0]
-			h := m.RequestLog(web.BodyTimeout((&web.CORS{}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if !web.CleanPath(r.URL) {
-					web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
-					return
+		for _, tv := range []struct {
+			name    string
+			sampler string // "": tracing off
+		}{{"tokenhandler/", ""}, {"tokenhandler-tracing-1pct/", "0.01"}} {
+			b.Run(tv.name+v.name, func(b *testing.B) {
+				tr := benchTracing(b, tv.sampler)
+				st := newBenchStore(b)
+				m := metrics.New()
+				logger := slog.New(metrics.NewLogHandler(metrics.NewJSONHandler(bufio.NewWriterSize(io.Discard, 64<<10), nil)))
+				px, err := proxy.New(st, noTokens{}, proxy.Options{
+					Routes:      []proxy.Route{{Path: "/api/", Upstream: target}},
+					RefreshSkew: 30 * time.Second,
+					CSRF:        &web.CSRF{PublicOrigin: "http://app.example.com"},
+					OwnCookie:   st.Names().Owns,
+					Transport:   tr.Transport(transport(), "upstream"),
+					Tracer:      tr.Tracer(),
+					Logger:      logger,
+					OnUpstream:  m.Upstream,
+				})
+				if err != nil {
+					b.Fatal(err)
 				}
-				rh.Handler.ServeHTTP(w, r)
-			})), 30*time.Second), func(*http.Request) string { return rh.Prefix }, logger)
-			serveLoop(b, h, request(b, st))
-		})
+				// One route's chain as cmd/tokenhandler's router builds it (newRouter): the
+				// request log, tracing (off: nothing), the body timeout, CORS (none
+				// configured: a no-op), the clean-path check, the route's handler.
+				rh := px.Routes()[0]
+				h := m.RequestLog(tr.Handler(web.BodyTimeout((&web.CORS{}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if !web.CleanPath(r.URL) {
+						web.Error(w, http.StatusBadRequest, web.CodeBadRequest)
+						return
+					}
+					rh.Handler.ServeHTTP(w, r)
+				})), 30*time.Second), rh.Prefix), func(*http.Request) string { return rh.Prefix }, logger)
+				serveLoop(b, h, request(b, st))
+			})
+		}
 		b.Run("bare/"+v.name, func(b *testing.B) {
 			st := newBenchStore(b)
 			tok := benchSession(b, 1200).AccessToken
@@ -381,4 +389,25 @@ func BenchmarkServeStack(b *testing.B) {
 			serveLoop(b, rp, request(b, st))
 		})
 	}
+}
+
+// benchTracing is tracing as tracing.enabled makes it, sampling ratio of the requests
+// (parent-based), exporting to a local receiver that discards; nil for ratio "".
+func benchTracing(b *testing.B, ratio string) *tracing.Tracing {
+	if ratio == "" {
+		return nil
+	}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(sink.Close)
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL)
+	b.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	b.Setenv("OTEL_TRACES_SAMPLER_ARG", ratio)
+	tr, err := tracing.New(context.Background(), true, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	return tr
 }

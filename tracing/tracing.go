@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -26,6 +25,11 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+)
+
+var (
+	serverKind = trace.WithSpanKind(trace.SpanKindServer)
+	clientKind = trace.WithSpanKind(trace.SpanKindClient)
 )
 
 // Tracing is an enabled tracer: its provider, tracer and propagator.
@@ -87,13 +91,19 @@ func (t *Tracing) Handler(next http.Handler, route string) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := t.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := t.tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(
-				semconv.HTTPRequestMethodKey.String(r.Method),
-				semconv.HTTPRoute(route),
-				semconv.URLPath(r.URL.Path),
-			))
+		ctx, span := t.tracer.Start(ctx, r.Method+" "+route, serverKind)
 		defer span.End()
+		if !span.IsRecording() {
+			// Not sampled: the span's context still travels on (traceparent with the
+			// sampled flag off), but nothing is recorded, so nothing is built for it.
+			next.ServeHTTP(w, r.WithContext(ctx))
+			return
+		}
+		span.SetAttributes(
+			semconv.HTTPRequestMethodKey.String(r.Method),
+			semconv.HTTPRoute(route),
+			semconv.URLPath(r.URL.Path),
+		)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		span.SetAttributes(semconv.HTTPResponseStatusCode(rec.status))
@@ -120,17 +130,27 @@ type transport struct {
 }
 
 func (c *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, span := c.t.tracer.Start(req.Context(), c.name+" "+req.Method, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
+	ctx, span := c.t.tracer.Start(req.Context(), c.name+" "+req.Method, clientKind)
+	defer span.End()
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(
 			semconv.HTTPRequestMethodKey.String(req.Method),
 			semconv.ServerAddress(req.URL.Hostname()),
 			semconv.URLPath(req.URL.Path),
-		))
-	defer span.End()
-	// RoundTrippers must not change the request they are given: send a copy.
-	out := req.Clone(ctx)
+		)
+	}
+	// RoundTrippers must not change the request they are given: send a copy, with a
+	// header of its own for traceparent.
+	out := new(http.Request)
+	*out = *req
+	out = out.WithContext(ctx)
+	out.Header = req.Header.Clone()
 	c.t.propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	res, err := c.base.RoundTrip(out)
+	if !recording {
+		return res, err
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "no response")
@@ -141,15 +161,6 @@ func (c *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		span.SetStatus(codes.Error, strconv.Itoa(res.StatusCode))
 	}
 	return res, nil
-}
-
-// Start starts a span named name as a child of ctx's, or does nothing with t nil
-// (end is then a no-op). Attributes must never carry a token, cookie or code.
-func Start(ctx context.Context, tr trace.Tracer, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	if tr == nil {
-		return ctx, trace.SpanFromContext(ctx) // a no-op span unless a parent records
-	}
-	return tr.Start(ctx, name, trace.WithAttributes(attrs...))
 }
 
 // statusRecorder notes the status a handler wrote. Flush, Hijack and the rest reach the
