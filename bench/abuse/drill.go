@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -36,7 +35,7 @@ const (
 
 // drill sets everything up, runs the four phases and returns what it measured.
 func drill(t *harness.TB, o *options) *result {
-	res := &result{load: [2]string{loadAverage(), ""}}
+	res := &result{load: [2]string{harness.LoadAverage(), ""}}
 	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -147,7 +146,7 @@ func drill(t *harness.TB, o *options) *result {
 	res.add("after", start, legit, mon)
 	cancel()
 	res.peak = mon.peak(res.phases[1].start, res.phases[2].end)
-	res.load[1] = loadAverage()
+	res.load[1] = harness.LoadAverage()
 	// Read last: tokenhandler buffers its log output.
 	res.unknownVars = unknownVars(th.Proc.Tail(1 << 20))
 	return res
@@ -228,18 +227,6 @@ func unknownVars(log string) []string {
 		}
 	}
 	return out
-}
-
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // legitLoop is the signed-in session: one proxied GET after another, paced.

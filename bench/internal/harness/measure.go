@@ -130,3 +130,16 @@ func Upstream(t *TB) *httptest.Server {
 
 // MiB formats bytes as MiB with one decimal.
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// LoadAverage returns the 1, 5 and 15 minute load averages of /proc/loadavg.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
