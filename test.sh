@@ -2,8 +2,9 @@
 # test.sh: the project's one test command. CI runs exactly this (see .ci/run).
 #
 #   ./test.sh                          go vet ./..., go test -race ./..., the Docker build
-#                                      check, the JavaScript client's unit tests, then the
-#                                      browser tests
+#                                      check, the JavaScript client's unit tests, the
+#                                      browser tests, then the short abuse drill and a
+#                                      60 s soak (RELIABILITY.md)
 #   ./test.sh ./session/...            vet and test only these packages (no browser tests)
 #   ./test.sh -run TestLogin ./e2e/... any go test flags, with or without packages
 #   ./test.sh -count=1 -v              flags only: every package, browser tests included
@@ -148,12 +149,12 @@ fi
 step "${test_cmd[*]}"
 "${test_cmd[@]}"
 
-# --- Docker build and browser tests ---------------------------------------------------------
+# --- Docker build, browser tests, abuse drill and soak -----------------------------------------
 # On a full run only (no package named): the Dockerfile's build commands run outside
 # Docker (static binaries, docker-compose.yml valid), the JavaScript client's unit tests
 # (node --test, stubs only, no npm packages), then the example SPA in Chromium
 # against the real Dex (e2e/browser/run.sh: node's test runner driving Debian's chromium
-# with playwright-core).
+# with playwright-core), then the abuse drill's short mode (about 30 s) and a 60 s soak.
 if ((${#pkgs[@]} == 0)); then
 	step "Docker build outside Docker (examples/check-docker-build.sh)"
 	examples/check-docker-build.sh
@@ -168,6 +169,12 @@ if ((${#pkgs[@]} == 0)); then
 	fi
 	step "browser tests (e2e/browser/run.sh)"
 	e2e/browser/run.sh
+	# RELIABILITY.md: both exit 1 on a missed target, and on a missing part (a provider,
+	# redis-server), CI or not: they are commands, not tests that could skip.
+	step "abuse drill, short (go run ./bench/abuse -short)"
+	go run ./bench/abuse -short
+	step "soak, 60 s (go run ./bench/soak -duration 60s)"
+	go run ./bench/soak -duration 60s
 fi
 
 step "all tests passed"
