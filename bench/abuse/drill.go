@@ -44,7 +44,7 @@ func drill(t *harness.TB, o *options) *result {
 		t.Fatalf("%v", err)
 	}
 	t.Logf("building ./cmd/tokenhandler")
-	bin, err := harness.BuildTokenhandler(t.Context(), root, t.TempDir())
+	bin, err := harness.BuildTokenhandler(t.Context(), root, t.TempDir(), o.bin)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -76,6 +76,9 @@ func drill(t *harness.TB, o *options) *result {
 	}
 	if o.replayMemory != "" {
 		env["TH_PROXY_REPLAY_MEMORY"] = o.replayMemory
+	}
+	for k, v := range o.thEnv {
+		env[k] = v
 	}
 	var roots *x509.CertPool
 	if o.tls {

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,9 +63,11 @@ type options struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	replayMemory      string
+	thEnv             map[string]string // more of tokenhandler's environment (GOGC=100, ...)
 	tls               bool
 	short             bool
 	keep              bool
+	bin               string // a prebuilt tokenhandler; empty: build ./cmd/tokenhandler
 	timeout           time.Duration
 }
 
@@ -82,11 +85,13 @@ func main() {
 	defer cancel()
 	var res *result
 	err = harness.Run(ctx, "abuse", os.Stderr, o.keep, func(t *harness.TB) { res = drill(t, o) })
+	if res != nil { // also when a check failed along the way (t.Errorf): the numbers help
+		fmt.Print(res.markdown(o))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Print(res.markdown(o))
 	if missed := res.missed(o); len(missed) > 0 {
 		fmt.Fprintf(os.Stderr, "abuse: %d target(s) missed: %v\n", len(missed), missed)
 		os.Exit(1)
@@ -109,8 +114,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 10*time.Second, "server.read_header_timeout given to tokenhandler (TH_SERVER_READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "server.idle_timeout given to tokenhandler (TH_SERVER_IDLE_TIMEOUT); 0: not set")
 	fs.StringVar(&o.replayMemory, "replay-memory", "", "proxy.replay_memory given to tokenhandler (TH_PROXY_REPLAY_MEMORY); empty: not set")
+	var thEnv string
+	fs.StringVar(&thEnv, "th-env", "", "comma-separated KEY=VALUE pairs added to tokenhandler's environment, for experiments (e.g. GOGC=100)")
 	fs.BoolVar(&o.tls, "tls", true, "serve the public listener over TLS (tls.cert_file, a certificate made at run time), which offers HTTP/2 too")
 	fs.BoolVar(&o.short, "short", false, "the CI drill, about 30 s: 4 s phases, an 8 s attack, 5 s body and 3 s header timeouts, fewer connections (flags given explicitly win)")
+	fs.StringVar(&o.bin, "tokenhandler", "", "a prebuilt tokenhandler binary to run instead of building ./cmd/tokenhandler (another version, to compare)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directories (configuration, every process's log)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up (and stop everything) after this long")
 	if err := fs.Parse(args); err != nil {
@@ -119,6 +127,15 @@ func parseFlags(args []string) (*options, error) {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
 		return nil, errors.New("usage")
+	}
+	o.thEnv = map[string]string{}
+	for _, kv := range strings.Split(thEnv, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k != "" {
+			o.thEnv[k] = v
+		} else if kv != "" {
+			fmt.Fprintf(fs.Output(), "-th-env: %q is not KEY=VALUE\n", kv)
+			return nil, errors.New("usage")
+		}
 	}
 	if o.short {
 		set := map[string]bool{}

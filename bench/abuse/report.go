@@ -94,6 +94,9 @@ func (r *result) markdown(o *options) string {
 	if o.replayMemory != "" {
 		fmt.Fprintf(&b, ", TH_PROXY_REPLAY_MEMORY=%s", o.replayMemory)
 	}
+	for k, v := range o.thEnv {
+		fmt.Fprintf(&b, ", %s=%s", k, v)
+	}
 	b.WriteString("\n")
 	if len(r.unknownVars) > 0 {
 		fmt.Fprintf(&b, "- **this tokenhandler does not know %s**: it ran with its built-in limits\n", strings.Join(r.unknownVars, ", "))

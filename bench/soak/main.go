@@ -44,6 +44,7 @@ type options struct {
 	think                    time.Duration // pause of a tab between two requests
 	store                    string
 	keep                     bool
+	bin                      string // a prebuilt tokenhandler; empty: build ./cmd/tokenhandler
 	timeout                  time.Duration
 }
 
@@ -61,11 +62,13 @@ func main() {
 	defer cancel()
 	var res *result
 	err = harness.Run(ctx, "soak", os.Stderr, o.keep, func(t *harness.TB) { res = soak(t, o) })
+	if res != nil { // also when a check failed along the way (t.Errorf): the numbers help
+		fmt.Print(res.markdown(o))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Print(res.markdown(o))
 	if problems := res.problems(); len(problems) > 0 {
 		fmt.Fprintf(os.Stderr, "soak: failed: %v\n", problems)
 		os.Exit(1)
@@ -83,6 +86,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "how long the tabs send requests")
 	fs.DurationVar(&o.think, "think", 100*time.Millisecond, "pause of a tab between its requests")
 	fs.StringVar(&o.store, "store", "cookie", "session.store: cookie (the session in the browser's cookies, Redis for refresh coordination) or redis")
+	fs.StringVar(&o.bin, "tokenhandler", "", "a prebuilt tokenhandler binary to run instead of building ./cmd/tokenhandler (another version, to compare)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directories (configuration, every process's log)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time allowed for everything but the soak itself (builds, start-up, sign-ins)")
 	if err := fs.Parse(args); err != nil {

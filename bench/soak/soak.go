@@ -49,7 +49,7 @@ func soak(t *harness.TB, o *options) *result {
 		t.Fatalf("%v", err)
 	}
 	t.Logf("building ./cmd/tokenhandler")
-	bin, err := harness.BuildTokenhandler(t.Context(), root, t.TempDir())
+	bin, err := harness.BuildTokenhandler(t.Context(), root, t.TempDir(), o.bin)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}

@@ -53,8 +53,12 @@ func NeedProvider(ctx context.Context, root, kind string) error {
 	return os.Setenv(env, strings.TrimSpace(string(out)))
 }
 
-// BuildTokenhandler builds ./cmd/tokenhandler of the clone at root into dir.
-func BuildTokenhandler(ctx context.Context, root, dir string) (string, error) {
+// BuildTokenhandler builds ./cmd/tokenhandler of the clone at root into dir, or returns
+// prebuilt when it is not empty (another version, to compare).
+func BuildTokenhandler(ctx context.Context, root, dir, prebuilt string) (string, error) {
+	if prebuilt != "" {
+		return filepath.Abs(prebuilt)
+	}
 	bin := filepath.Join(dir, "tokenhandler")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tokenhandler")
 	cmd.Dir = root
