@@ -279,12 +279,21 @@ func expectedRotations(o *options, elapsed time.Duration) float64 {
 	return float64(o.browsers) * elapsed.Seconds() / (o.tokenTTL - o.skew).Seconds()
 }
 
-// replays are the refresh calls the provider refused: with strict rotation Hydra
-// refuses a refresh token only when it was spent (or its family revoked by a replay).
-func (r *result) replays() int64 {
+// replays are the refresh calls the provider refused with a 4xx: with strict rotation
+// Hydra refuses a refresh token only when it was spent before (or its family was revoked
+// by such a replay).
+func (r *result) replays() int64 { return r.tokenStatus(4) }
+
+// providerErrors are the refresh calls the provider failed with a 5xx (Hydra's "Unable
+// to serialize access due to a concurrent update" under concurrent refreshes): no
+// replay, the refresh token stays valid, but the requests waiting for that refresh fail.
+func (r *result) providerErrors() int64 { return r.tokenStatus(5) }
+
+// tokenStatus sums the refresh answers whose status is class xx.
+func (r *result) tokenStatus(class int) int64 {
 	var n int64
 	for status, v := range r.tokenAnswers {
-		if status != "200" {
+		if len(status) == 3 && int(status[0]-'0') == class {
 			n += v
 		}
 	}
@@ -298,6 +307,9 @@ func (r *result) problems() []string {
 	}
 	if n := r.replays(); n > 0 {
 		p = append(p, fmt.Sprintf("%d refused refresh tokens (replays)", n))
+	}
+	if n := r.providerErrors(); n > 0 {
+		p = append(p, fmt.Sprintf("%d refresh calls failed at the provider (5xx)", n))
 	}
 	var nonOK int64
 	for _, n := range r.answers {
@@ -337,7 +349,8 @@ func (r *result) markdown(o *options) string {
 	fmt.Fprintf(&b, "| refresh calls at the provider (its front) | %d |\n", r.refreshCalls)
 	fmt.Fprintf(&b, "| rotations the token lifetime asks for (browsers x %.0f s / (%v - %v)) | %.0f |\n", r.elapsed.Seconds(), o.tokenTTL, o.skew, exp)
 	fmt.Fprintf(&b, "| refresh calls / rotations asked for | %.2f |\n", float64(r.refreshCalls)/exp)
-	fmt.Fprintf(&b, "| refresh tokens the provider refused (replays) | %d |\n", r.replays())
+	fmt.Fprintf(&b, "| refresh tokens the provider refused, 4xx (replays) | %d |\n", r.replays())
+	fmt.Fprintf(&b, "| refresh calls the provider failed, 5xx (no replay) | %d |\n", r.providerErrors())
 	b.WriteString("\n")
 	for _, line := range sorted(r.answers) {
 		if len(r.answers) > 0 {
