@@ -43,6 +43,7 @@ type options struct {
 	duration                 time.Duration
 	think                    time.Duration // pause of a tab between two requests
 	store                    string
+	stagger                  bool // sign the browsers in spread over one refresh interval
 	keep                     bool
 	bin                      string // a prebuilt tokenhandler; empty: build ./cmd/tokenhandler
 	timeout                  time.Duration
@@ -87,6 +88,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.think, "think", 100*time.Millisecond, "pause of a tab between its requests")
 	fs.StringVar(&o.store, "store", "cookie", "session.store: cookie (the session in the browser's cookies, Redis for refresh coordination) or redis")
 	fs.StringVar(&o.bin, "tokenhandler", "", "a prebuilt tokenhandler binary to run instead of building ./cmd/tokenhandler (another version, to compare)")
+	fs.BoolVar(&o.stagger, "stagger", true, "sign the browsers in spread over one refresh interval, so that their refreshes do not all fall together (Hydra's in-memory store fails some simultaneous refreshes of one user's grants with a 500)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directories (configuration, every process's log)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time allowed for everything but the soak itself (builds, start-up, sign-ins)")
 	if err := fs.Parse(args); err != nil {
