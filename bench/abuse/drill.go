@@ -65,7 +65,7 @@ func drill(t *harness.TB, o *options) *result {
 		"TH_OIDC_ISSUER":                idp.Issuer,
 		"TH_OIDC_CLIENT_ID":             idp.ClientID,
 		"TH_OIDC_CLIENT_SECRET":         idp.ClientSecret,
-		"TH_COOKIES_KEYS":               key.String(),
+		"TH_COOKIES_KEYS":               key.Reveal(),
 		"TH_ROUTES":                     `[{"path":"/api/","upstream":"` + up.URL + `"}]`,
 		"TH_LOG_LEVEL":                  "warn",
 		"TH_SERVER_BODY_TIMEOUT":        o.bodyTimeout.String(),
@@ -104,7 +104,7 @@ func drill(t *harness.TB, o *options) *result {
 	defer cancel()
 	legit := &legitLoop{}
 	go legit.run(ctx, browser, base+apiPath)
-	mon := &monitor{pid: th.Proc.PID(), admin: th.Admin}
+	mon := &monitor{pid: th.Proc.Pid(), admin: th.Admin}
 	go mon.run(ctx)
 
 	// Warm-up, then the phases.

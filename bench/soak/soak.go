@@ -74,7 +74,7 @@ func soak(t *harness.TB, o *options) *result {
 			"TH_OIDC_ISSUER":          idp.Issuer,
 			"TH_OIDC_CLIENT_ID":       idp.ClientID,
 			"TH_OIDC_CLIENT_SECRET":   idp.ClientSecret,
-			"TH_COOKIES_KEYS":         key.String(),
+			"TH_COOKIES_KEYS":         key.Reveal(),
 			"TH_ROUTES":               `[{"path":"/api/","upstream":"` + up.URL + `"}]`,
 			"TH_SESSION_STORE":        o.store,
 			"TH_REDIS_URL":            redisURL,
