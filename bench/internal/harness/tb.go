@@ -1,9 +1,9 @@
-// Package harness is the plumbing that the abuse drill (bench/abuse) and the soak
-// (bench/soak) share, and nothing more: a testing.TB for e2e/idptest outside go test,
-// tokenhandler and redis-server as child processes, a small upstream, and readers for
-// /proc and the admin /metrics. It is kept apart from the commands on purpose, so that
-// both can switch to the project's internal test bench once that exists; it owns no
-// product code and is imported by those two commands only.
+// Package harness is what the abuse drill (bench/abuse) and the soak (bench/soak) need
+// on top of internal/testbench (processes, ports, readiness) and e2e/idptest (real
+// providers, sign-in), and nothing more: a testing.TB so that idptest runs outside go
+// test, tokenhandler and redis-server as child processes configured for these runs, a
+// small upstream, and readers for /proc and the admin /metrics. It owns no product code
+// and is imported by those two commands only.
 package harness
 
 import (
