@@ -3,7 +3,8 @@
 #
 #   ./test.sh                          go vet ./..., go test -race ./..., the Docker build
 #                                      check, the Helm chart check, the JavaScript client's
-#                                      unit tests, then the browser tests
+#                                      unit tests, the browser tests, then the short abuse
+#                                      drill and a 60 s soak (RELIABILITY.md)
 #   ./test.sh ./session/...            vet and test only these packages (no browser tests)
 #   ./test.sh -run TestLogin ./e2e/... any go test flags, with or without packages
 #   ./test.sh -count=1 -v              flags only: every package, browser tests included
@@ -148,13 +149,13 @@ fi
 step "${test_cmd[*]}"
 "${test_cmd[@]}"
 
-# --- Docker build, Helm chart, JavaScript client and browser tests ----------------------------
+# --- Docker build, Helm chart, JavaScript client, browser tests, abuse drill and soak --------
 # On a full run only (no package named): the Dockerfile's build commands run outside
 # Docker (static binaries, docker-compose.yml valid), the Helm chart (rendered by the real
 # helm and decoded strictly against the Kubernetes API types), the JavaScript client's
 # unit tests (node --test, stubs only, no npm packages), then the example SPA in Chromium
 # against the real Dex (e2e/browser/run.sh: node's test runner driving Debian's chromium
-# with playwright-core).
+# with playwright-core), then the abuse drill's short mode (about 30 s) and a 60 s soak.
 if ((${#pkgs[@]} == 0)); then
 	step "Docker build outside Docker (examples/check-docker-build.sh)"
 	examples/check-docker-build.sh
@@ -171,6 +172,15 @@ if ((${#pkgs[@]} == 0)); then
 	fi
 	step "browser tests (e2e/browser/run.sh)"
 	e2e/browser/run.sh
+	# RELIABILITY.md: both exit 1 on a missed target, and on a missing part (a provider,
+	# redis-server), CI or not: they are commands, not tests that could skip.
+	step "abuse drill, short (go run ./bench/abuse -short)"
+	go run ./bench/abuse -short
+	# One browser of 100 tabs: browsers of the one demo user refreshing at the same moment
+	# make Hydra's in-memory store answer 500 now and then (RELIABILITY.md), which would
+	# fail CI at random; the tabs, the replicas and strict rotation are all still there.
+	step "soak, 60 s (go run ./bench/soak -duration 60s -browsers 1 -tabs 100)"
+	go run ./bench/soak -duration 60s -browsers 1 -tabs 100
 fi
 
 step "all tests passed"
