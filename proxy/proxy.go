@@ -24,7 +24,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,23 +42,6 @@ type Refresher interface {
 	// token). Errors wrap session.ErrRefreshDenied (the session is over) or
 	// session.ErrIdPUnavailable (keep the session, 502).
 	Refresh(ctx context.Context, s *session.Session) (*session.Session, error)
-}
-
-// Route is one proxied path prefix.
-type Route struct {
-	// Path is the prefix the route takes; it starts and ends in "/" and is clean.
-	Path string
-	// Upstream is the API's base URL (http or https, no query, fragment or user info). A
-	// path in it is put in front of the forwarded path.
-	Upstream *url.URL
-	// StripPrefix forwards the path less Path (keeping a leading "/").
-	StripPrefix bool
-	// Methods restricts the route to these methods; empty means every method but TRACE
-	// and CONNECT, which are never forwarded.
-	Methods []string
-	// Timeout bounds the time until the upstream's response headers arrive (504
-	// upstream_timeout); it never cuts a streaming body. 0 means 30s.
-	Timeout time.Duration
 }
 
 // Options configure a Handler. Zero values are documented per field.
@@ -127,18 +109,6 @@ type Handler struct {
 	onUpstream func(string, int, time.Duration)
 	onRefresh  func(string, string, time.Duration)
 	onError    func(int, string)
-}
-
-type route struct {
-	prefix   string
-	upstream *url.URL
-	base     string // upstream path without its trailing "/"; "" for none
-	baseRaw  string // its escaped form
-	strip    bool
-	methods  []string // nil: any but TRACE and CONNECT
-	allow    string   // the Allow header of a 405
-	timeout  time.Duration
-	handler  http.Handler // routeHandler{h, this route}
 }
 
 const (
@@ -243,59 +213,6 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 	return h, nil
 }
 
-func newRoute(r Route) (*route, error) {
-	if !strings.HasPrefix(r.Path, "/") || !strings.HasSuffix(r.Path, "/") || !web.CleanDecoded(r.Path) {
-		return nil, fmt.Errorf("path %q must be a clean path that starts and ends in \"/\"", r.Path)
-	}
-	u := r.Upstream
-	switch {
-	case u == nil:
-		return nil, errors.New("upstream is required")
-	case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.Opaque != "":
-		return nil, fmt.Errorf("upstream %q must be an absolute http or https URL", u.Redacted())
-	case u.User != nil, u.RawQuery != "", u.ForceQuery, u.Fragment != "":
-		return nil, fmt.Errorf("upstream %q must have no user info, query or fragment", u.Redacted())
-	}
-	if r.Timeout < 0 {
-		return nil, fmt.Errorf("timeout %s is negative", r.Timeout)
-	}
-	rt := &route{
-		prefix:   r.Path,
-		upstream: &url.URL{Scheme: u.Scheme, Host: u.Host},
-		base:     strings.TrimSuffix(u.Path, "/"),
-		baseRaw:  strings.TrimSuffix(u.EscapedPath(), "/"),
-		strip:    r.StripPrefix,
-		timeout:  r.Timeout,
-		allow:    defaultAllow,
-	}
-	if rt.timeout == 0 {
-		rt.timeout = defaultTimeout
-	}
-	for _, m := range r.Methods {
-		m = strings.ToUpper(strings.TrimSpace(m))
-		switch {
-		case m == "" || strings.IndexFunc(m, func(c rune) bool { return c > 0x7f || !isTokenChar(byte(c)) }) >= 0:
-			return nil, fmt.Errorf("method %q is not a method name", m)
-		case m == http.MethodTrace || m == http.MethodConnect:
-			return nil, fmt.Errorf("method %s is never proxied", m)
-		}
-		if !slices.Contains(rt.methods, m) {
-			rt.methods = append(rt.methods, m)
-		}
-	}
-	if len(rt.methods) > 0 {
-		rt.allow = strings.Join(rt.methods, ", ")
-	}
-	return rt, nil
-}
-
-func (rt *route) allows(method string) bool {
-	if method == http.MethodTrace || method == http.MethodConnect {
-		return false
-	}
-	return rt.methods == nil || slices.Contains(rt.methods, method)
-}
-
 // DefaultTransport returns the upstream transport the proxy uses when given none: a
 // clone of http.DefaultTransport with MaxIdleConnsPerHost 256, MaxIdleConns 1024,
 // IdleConnTimeout 90s and compression left to client and upstream.
@@ -308,27 +225,6 @@ func DefaultTransport() http.RoundTripper {
 	// decompressing in the middle.
 	t.DisableCompression = true
 	return t
-}
-
-// Match reports whether a configured route takes path (longest prefix).
-func (h *Handler) Match(path string) bool { return h.match(path) != nil }
-
-// RouteOf returns the configured prefix of the route that takes path (longest prefix),
-// the bounded label metrics and logs use; ok is false when no route takes it.
-func (h *Handler) RouteOf(path string) (prefix string, ok bool) {
-	if rt := h.match(path); rt != nil {
-		return rt.prefix, true
-	}
-	return "", false
-}
-
-func (h *Handler) match(path string) *route {
-	for _, rt := range h.routes {
-		if strings.HasPrefix(path, rt.prefix) {
-			return rt
-		}
-	}
-	return nil
 }
 
 // exchange is the state of one proxied request, carried in its context from ServeHTTP
@@ -366,15 +262,6 @@ func exchangeFrom(ctx context.Context) *exchange {
 	return x
 }
 
-// Errors of the proxy's own checks; fail maps them to statuses.
-var (
-	errBadPath         = errors.New("proxy: path is not clean")
-	errBadBody         = errors.New("proxy: request body shorter than its Content-Length")
-	errNoRoute         = errors.New("proxy: no route")
-	errMethod          = errors.New("proxy: method not allowed")
-	errUpstreamTimeout = errors.New("proxy: upstream response headers timed out")
-)
-
 // ServeHTTP proxies r: path, route, then the route's handler (see Routes).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{in: r}
@@ -385,38 +272,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, x, errNoRoute)
 	default:
 		h.match(r.URL.Path).handler.ServeHTTP(w, r)
-	}
-}
-
-// RouteHandler is one configured route's handler.
-type RouteHandler struct {
-	// Prefix is the route's path prefix, also the bounded label of metrics and logs.
-	Prefix string
-	// Handler serves a request whose clean path (web.CleanPath) the caller has matched
-	// to Prefix, the longest matching prefix: it neither cleans nor matches again.
-	Handler http.Handler
-}
-
-// Routes returns a handler per configured route, longest prefix first, for a router
-// that matches each request once.
-func (h *Handler) Routes() []RouteHandler {
-	out := make([]RouteHandler, len(h.routes))
-	for i, rt := range h.routes {
-		out[i] = RouteHandler{Prefix: rt.prefix, Handler: rt.handler}
-	}
-	return out
-}
-
-// routeHandler serves one route's matched requests.
-type routeHandler struct {
-	h  *Handler
-	rt *route
-}
-
-func (rh routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{in: r, route: rh.rt}
-	if err := rh.h.serve(w, r, x); err != nil {
-		rh.h.fail(w, x, err)
 	}
 }
 
@@ -624,94 +479,6 @@ func (h *Handler) modifyResponse(res *http.Response) error {
 		h.onUpstream(x.route.prefix, res.StatusCode, time.Since(x.start))
 	}
 	return nil
-}
-
-// upstreamError is ReverseProxy's ErrorHandler: the upstream failed, timed out, or the
-// reactive refresh between two tries failed.
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	x := exchangeFrom(r.Context())
-	if x == nil { // cannot happen: every request reaches ReverseProxy through serve
-		h.log.ErrorContext(r.Context(), "proxy: request without exchange", "err", err)
-		web.Error(w, http.StatusBadGateway, web.CodeUpstreamUnavailable)
-		return
-	}
-	if h.onUpstream != nil {
-		status, code := classify(err)
-		if x.in.Context().Err() != nil {
-			status = statusClientGone // not the upstream's fault: keep it out of the 502s
-		}
-		if code == web.CodeUpstreamUnavailable || code == web.CodeUpstreamTimeout {
-			h.onUpstream(x.route.prefix, status, time.Since(x.start))
-		}
-	}
-	h.fail(w, x, err)
-}
-
-// classify maps an error to the status and code the client gets; the one place that does.
-func classify(err error) (int, string) {
-	switch {
-	case errors.Is(err, errBadPath), errors.Is(err, errBadBody):
-		return http.StatusBadRequest, web.CodeBadRequest
-	case errors.Is(err, errNoRoute):
-		return http.StatusNotFound, web.CodeNotFound
-	case errors.Is(err, errMethod):
-		return http.StatusMethodNotAllowed, web.CodeMethodNotAllowed
-	case errors.Is(err, web.ErrCSRF):
-		return http.StatusForbidden, web.CodeCSRFFailed
-	case errors.Is(err, web.ErrOrigin):
-		return http.StatusForbidden, web.CodeOriginNotAllowed
-	case errors.Is(err, session.ErrRefreshDenied):
-		return http.StatusUnauthorized, web.CodeSessionExpired
-	case errors.Is(err, session.ErrIdPUnavailable):
-		return http.StatusBadGateway, web.CodeIdPUnavailable
-	case errors.Is(err, session.ErrStoreUnavailable):
-		return http.StatusServiceUnavailable, web.CodeSessionStoreUnavailable
-	case errors.Is(err, session.ErrNoSession):
-		return http.StatusUnauthorized, web.CodeUnauthenticated
-	case errors.Is(err, errUpstreamTimeout):
-		return http.StatusGatewayTimeout, web.CodeUpstreamTimeout
-	default:
-		return http.StatusBadGateway, web.CodeUpstreamUnavailable
-	}
-}
-
-// fail answers an error: the status and code from classify, the Allow header of a 405,
-// the deletions of a session the provider ended, the cookies of a refresh that did
-// succeed, and one log line. The error's text never reaches the client.
-func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
-	r := x.in
-	ctx := r.Context()
-	status, code := classify(err)
-	switch {
-	case status == http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", x.route.allow)
-	}
-	// A reactive refresh that succeeded before the retry failed: the rotated refresh
-	// token must still reach the browser; one the provider refused: the deletions.
-	web.SetCookies(w, x.pending)
-	x.pending = nil
-
-	level := slog.LevelDebug
-	switch {
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads this answer.
-	case status >= 500:
-		level = slog.LevelWarn
-	case code == web.CodeSessionExpired:
-		level = slog.LevelInfo
-	}
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err}
-	if x.route != nil {
-		attrs = append(attrs, "route", x.route.prefix)
-	}
-	if x.sess != nil {
-		attrs = append(attrs, "session", x.sess)
-	}
-	h.log.Log(ctx, level, "proxy: request refused", attrs...)
-	if h.onError != nil {
-		h.onError(status, code)
-	}
-	web.Error(w, status, code)
 }
 
 // bufferPool lends ReverseProxy its 32 KiB copy buffers.
