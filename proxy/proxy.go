@@ -193,11 +193,18 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 	}
 	slices.SortStableFunc(h.routes, func(a, b *route) int { return len(b.prefix) - len(a.prefix) })
 
-	base := opts.Transport
+	h.rp = h.reverseProxy(opts.Transport)
+	return h, nil
+}
+
+// reverseProxy is the ReverseProxy under every route: our Rewrite, our transport (the
+// route's header timeout, the reactive retry) over base (nil: DefaultTransport), and
+// one place for upstream failures.
+func (h *Handler) reverseProxy(base http.RoundTripper) *httputil.ReverseProxy {
 	if base == nil {
 		base = DefaultTransport()
 	}
-	h.rp = &httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
 		Rewrite:   h.rewrite,
 		Transport: &transport{h: h, base: base},
 		// Zero: ReverseProxy itself flushes at once every response that streams, a
@@ -210,7 +217,6 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelError),
 		BufferPool:     bufferPool{},
 	}
-	return h, nil
 }
 
 // DefaultTransport returns the upstream transport the proxy uses when given none: a

@@ -91,35 +91,13 @@ func Parse(o Options) (*redis.UniversalOptions, Mode, error) {
 	if u.Opaque != "" || u.Fragment != "" {
 		return nil, "", errors.New("redisclient: redis.url must be redis://host[:port][/db][?...]")
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := parseQuery(u.RawQuery)
 	if err != nil {
-		return nil, "", errors.New("redisclient: redis.url has a malformed query")
+		return nil, "", err
 	}
-	for k := range q {
-		if !slices.Contains(knownParams, k) {
-			return nil, "", fmt.Errorf("redisclient: redis.url has an unknown parameter %q (known: %s)", k, strings.Join(knownParams, ", "))
-		}
-	}
-	for _, k := range []string{"master_name", "sentinel_username", "sentinel_password"} {
-		if len(q[k]) > 1 {
-			return nil, "", fmt.Errorf("redisclient: redis.url repeats %s", k)
-		}
-	}
-
-	var addrs []string
-	if u.Host != "" {
-		addrs = append(addrs, u.Host)
-	}
-	addrs = append(addrs, q["addr"]...)
-	if len(addrs) == 0 {
-		return nil, "", errors.New("redisclient: redis.url has no address (a host, or addr= parameters)")
-	}
-	for i, a := range addrs {
-		na, err := normalizeAddr(a)
-		if err != nil {
-			return nil, "", err
-		}
-		addrs[i] = na
+	addrs, err := addresses(u.Host, q["addr"])
+	if err != nil {
+		return nil, "", err
 	}
 
 	db := 0
@@ -177,26 +155,75 @@ func Parse(o Options) (*redis.UniversalOptions, Mode, error) {
 		return nil, "", errors.New("redisclient: redis.url has sentinel_username/sentinel_password without master_name")
 	}
 
-	if u.Scheme == "rediss" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // the operator asked for it by name
-		if o.TLSCAFile != "" {
-			pem, err := os.ReadFile(o.TLSCAFile)
-			if err != nil {
-				return nil, "", fmt.Errorf("redisclient: redis.tls_ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, "", errors.New("redisclient: redis.tls_ca_file holds no PEM certificate")
-			}
-			tc.RootCAs = pool
-		}
-		// ServerName is left empty: crypto/tls takes it from each address dialled, which
-		// is right for every node of a Cluster or a Sentinel set.
-		uo.TLSConfig = tc
-	} else if o.TLSCAFile != "" || o.InsecureSkipVerify {
-		return nil, "", errors.New("redisclient: redis.tls_ca_file and redis.tls_insecure_skip_verify need a rediss:// URL")
+	if uo.TLSConfig, err = tlsConfig(u.Scheme, o); err != nil {
+		return nil, "", err
 	}
 	return uo, mode, nil
+}
+
+// parseQuery parses redis.url's query, refusing unknown and repeated parameters.
+func parseQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, errors.New("redisclient: redis.url has a malformed query")
+	}
+	for k := range q {
+		if !slices.Contains(knownParams, k) {
+			return nil, fmt.Errorf("redisclient: redis.url has an unknown parameter %q (known: %s)", k, strings.Join(knownParams, ", "))
+		}
+	}
+	for _, k := range []string{"master_name", "sentinel_username", "sentinel_password"} {
+		if len(q[k]) > 1 {
+			return nil, fmt.Errorf("redisclient: redis.url repeats %s", k)
+		}
+	}
+	return q, nil
+}
+
+// addresses are the URL's host and its addr= parameters, each as host:port.
+func addresses(host string, extra []string) ([]string, error) {
+	var addrs []string
+	if host != "" {
+		addrs = append(addrs, host)
+	}
+	addrs = append(addrs, extra...)
+	if len(addrs) == 0 {
+		return nil, errors.New("redisclient: redis.url has no address (a host, or addr= parameters)")
+	}
+	for i, a := range addrs {
+		na, err := normalizeAddr(a)
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = na
+	}
+	return addrs, nil
+}
+
+// tlsConfig is the TLS configuration of a rediss:// URL (nil for redis://, where the TLS
+// options are refused).
+func tlsConfig(scheme string, o Options) (*tls.Config, error) {
+	if scheme != "rediss" {
+		if o.TLSCAFile != "" || o.InsecureSkipVerify {
+			return nil, errors.New("redisclient: redis.tls_ca_file and redis.tls_insecure_skip_verify need a rediss:// URL")
+		}
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // the operator asked for it by name
+	if o.TLSCAFile != "" {
+		pem, err := os.ReadFile(o.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redisclient: redis.tls_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("redisclient: redis.tls_ca_file holds no PEM certificate")
+		}
+		tc.RootCAs = pool
+	}
+	// ServerName is left empty: crypto/tls takes it from each address dialled, which is
+	// right for every node of a Cluster or a Sentinel set.
+	return tc, nil
 }
 
 // normalizeAddr returns host:port, with the port 6379 when a is a bare host.
