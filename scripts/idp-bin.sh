@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# idp-bin.sh NAME: build the OpenID provider NAME (hydra or dex) from its tool module
-# under e2e/idp/NAME and print the path of the binary; for NAME oidc-provider (Node.js),
-# install e2e/idp/oidc-provider/package-lock.json with npm ci and print the directory
-# that holds its node_modules (e2e/idptest runs e2e/idp/oidc-provider/provider.mjs
-# with the machine's node against it).
+# idp-bin.sh NAME: build the OpenID provider NAME (hydra, dex or dex-demo) from its
+# module under e2e/idp/ and print the path of the binary; for NAME oidc-provider
+# (Node.js), install e2e/idp/oidc-provider/package-lock.json with npm ci and print the
+# directory that holds its node_modules (e2e/idptest runs e2e/idp/oidc-provider/provider.mjs
+# with the machine's node against it). dex is cmd/dex, for the tests; dex-demo
+# (e2e/idp/dexdemo) is the same Dex server with only what ./run.sh's demo uses, a much
+# shorter cold build.
 #
 # The binary is cached outside the clone, in
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/tokenhandler/idp/NAME-<sha256 of go.mod+go.sum>/NAME
@@ -18,7 +20,8 @@
 # (about 10 s cold, 40 packages; nothing warm).
 #
 # Needs: go; for hydra also a C compiler (sqlite, for its in-memory store); for
-# oidc-provider node and npm instead.
+# oidc-provider node and npm instead. Dex is built without cgo (its SQLite storage is
+# never used: memory only), as in the Dockerfile.
 set -euo pipefail
 
 name="${1:-}"
@@ -62,9 +65,18 @@ hydra)
 	# sqlite is needed for dsn: memory; CGO for go-sqlite3.
 	export CGO_ENABLED=1
 	tags=(-tags sqlite,sqlite_omit_load_extension)
+	mod="$root/e2e/idp/hydra"
 	;;
 dex)
 	pkg="github.com/dexidp/dex/cmd/dex"
+	mod="$root/e2e/idp/dex"
+	export CGO_ENABLED=0
+	tags=()
+	;;
+dex-demo)
+	pkg="tokenhandler.test/idp/dexdemo"
+	mod="$root/e2e/idp/dexdemo"
+	export CGO_ENABLED=0
 	tags=()
 	;;
 oidc-provider)
@@ -72,13 +84,14 @@ oidc-provider)
 	exit 0
 	;;
 *)
-	echo "usage: $0 hydra|dex|oidc-provider" >&2
+	echo "usage: $0 hydra|dex|dex-demo|oidc-provider" >&2
 	exit 2
 	;;
 esac
 
-mod="$root/e2e/idp/$name"
-hash="$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)"
+# The module's own Go files (dex-demo's main) count too; hydra and dex have none.
+mapfile -t srcs < <(find "$mod" -maxdepth 1 -name '*.go' | sort)
+hash="$(cat "$mod/go.mod" "$mod/go.sum" "${srcs[@]}" | sha256sum | cut -c1-16)"
 dir="$cache/$name-$hash"
 bin="$dir/$name"
 
@@ -90,7 +103,12 @@ if [[ ! -x "$bin" ]]; then
 	# The tool module pins every version and go.sum is complete: a plain, read-only
 	# build needs nothing from the module proxy but .mod and .zip files.
 	# GOWORK=off: a go.work around the clone must not pull the tool module into it.
-	if ! (cd "$mod" && GOWORK=off go build -trimpath "${tags[@]}" -o "$tmp" "$pkg") >&2; then
+	# IDP_BIN_VERBOSE=1: go build -v, one line per package compiled (run.sh counts them).
+	v=()
+	if [[ "${IDP_BIN_VERBOSE:-}" == 1 ]]; then
+		v=(-v)
+	fi
+	if ! (cd "$mod" && GOWORK=off go build -trimpath "${v[@]}" "${tags[@]}" -o "$tmp" "$pkg") >&2; then
 		rm -f "$tmp"
 		echo "idp-bin: building $name failed" >&2
 		exit 1
