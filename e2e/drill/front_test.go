@@ -38,6 +38,11 @@ type front struct {
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	// gate: every request holds it for reading until the replica's response headers
+	// arrive (by then a refresh and its write to Redis are done); the drill takes it
+	// for writing to find a moment with no request in flight.
+	gate sync.RWMutex
 }
 
 type backend struct {
@@ -101,6 +106,8 @@ func (f *front) close() {
 // RoundTrip sends req to the next ready replica, moving on to the next one only when
 // the connection was refused, which means the request was not sent.
 func (f *front) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.gate.RLock()
+	defer f.gate.RUnlock()
 	n := uint64(len(f.backends))
 	first := f.next.Add(1)
 	candidates := make([]*backend, 0, n)

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -285,5 +287,32 @@ func (r *redisServer) restart() {
 	r.proc = p
 	if err := waitRedis(t.Context(), p, r.port); err != nil {
 		t.Fatalf("restart %s: %v\n%s", r.name, err, p.logTail(20))
+	}
+}
+
+var (
+	masterOffsetRe  = regexp.MustCompile(`master_repl_offset:(\d+)`)
+	replicaOffsetRe = regexp.MustCompile(`slave0:\S*offset=(\d+)`)
+)
+
+// waitReplicated waits until the replica has acknowledged everything the master on
+// port has written (Redis replicates asynchronously: a write the replica has not got
+// yet is lost when the master dies).
+func (s *sentinelSet) waitReplicated(port string) {
+	s.t.Helper()
+	p, _ := strconv.Atoi(port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := redisCmd(s.t.Context(), p, "INFO replication")
+		if err == nil {
+			m, r := masterOffsetRe.FindStringSubmatch(out), replicaOffsetRe.FindStringSubmatch(out)
+			if m != nil && r != nil && m[1] == r[1] {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("drill: the replica did not catch up with the master in 10 s: %v %q", err, out)
+		}
+		time.Sleep(5 * time.Millisecond) // polling an outside process's state
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -37,8 +38,11 @@ func newReplica(t testing.TB, name, bin string, env []string) *replica {
 		if r.proc != nil {
 			r.proc.kill()
 		}
-		if t.Failed() && r.proc != nil {
-			t.Logf("drill: log of %s (%s):\n%s", r.name, filepath.Base(r.proc.logPath), r.proc.logTail(40))
+		if t.Failed() {
+			for run := 1; run <= r.runs; run++ {
+				path := filepath.Join(r.dir, fmt.Sprintf("%s-%d.log", r.name, run))
+				t.Logf("drill: %s (run %d): what it logged besides requests:\n%s", r.name, run, notable(path, 40))
+			}
 		}
 	})
 	return r
@@ -105,4 +109,24 @@ func ready(ctx context.Context, u string) bool {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// notable returns the last lines of a replica's log that are not access-log lines
+// ("msg":"request" at INFO): warnings, errors, refresh outcomes, shutdown.
+func notable(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.Contains(l, `"level":"INFO","msg":"request"`) {
+			continue
+		}
+		out = append(out, l)
+	}
+	if len(out) > lines {
+		out = append([]string{"[...]"}, out[len(out)-lines:]...)
+	}
+	return strings.Join(out, "\n")
 }

@@ -439,6 +439,22 @@ type tokenLane struct {
 	srv          *httptest.Server
 	mu           sync.Mutex
 	serverErrors atomic.Int64
+
+	// hold, when set, receives the next refresh's answer before it goes back to the
+	// replica, and the answer waits until the channel in it is closed.
+	holdMu sync.Mutex
+	hold   chan chan struct{}
+}
+
+// holdNextRefresh makes the next refresh answer wait, once the provider has given it,
+// until release is called: the provider has rotated the token, the replica does not
+// know it yet. It returns a channel that yields once such an answer is held.
+func (l *tokenLane) holdNextRefresh() (held <-chan chan struct{}) {
+	c := make(chan chan struct{}, 1)
+	l.holdMu.Lock()
+	l.hold = c
+	l.holdMu.Unlock()
+	return c
 }
 
 func newTokenLane(t testing.TB, issuer string) *tokenLane {
@@ -455,6 +471,17 @@ func newTokenLane(t testing.TB, issuer string) *tokenLane {
 		ModifyResponse: func(resp *http.Response) error {
 			if resp.StatusCode >= 500 {
 				l.serverErrors.Add(1)
+			}
+			if resp.StatusCode == http.StatusOK && strings.HasSuffix(resp.Request.URL.Path, "/token") {
+				l.holdMu.Lock()
+				c := l.hold
+				l.hold = nil
+				l.holdMu.Unlock()
+				if c != nil {
+					release := make(chan struct{})
+					c <- release
+					<-release
+				}
 			}
 			return nil
 		},
