@@ -38,6 +38,10 @@ IDP_BIN_VERBOSE=1 scripts/idp-bin.sh dex-demo >"$logs/dex.path" 2>"$logs/dex.log
 dex_pid=$!
 go build -v -trimpath -o "$cache/" ./cmd/tokenhandler ./examples/stack 2>"$logs/th.log" &
 th_pid=$!
+# Ctrl-C while building: the background builds ignore SIGINT (as every background job
+# of a script does), so stop them, and everything else in this process group, with
+# SIGTERM.
+trap 'trap - INT; trap "" TERM; rm -rf "$logs"; kill -TERM 0 2>/dev/null; exit 130' INT TERM
 
 # progress NAME LOG PID: one line about a build (go build -v prints each package it
 # compiles, and "go: downloading" for each module it fetches).
@@ -78,6 +82,6 @@ if [[ -n "$announced" ]]; then
 fi
 dex="$(cat "$logs/dex.path")"
 rm -rf "$logs"
-trap - EXIT
+trap - EXIT INT TERM
 
 exec "$cache/stack" -root "$root" -dex "$dex" -tokenhandler "$cache/tokenhandler" "$@"
