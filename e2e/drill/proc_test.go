@@ -1,7 +1,6 @@
 package drill
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -166,7 +165,5 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
-var errNotReady = errors.New("not ready")
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -230,6 +230,8 @@ func (r *rig) startLoad() {
 	r.tokensBase = r.tokensSeen()
 	ctx, cancel := context.WithCancel(r.t.Context())
 	r.stopLoad = cancel
+	// A drill that fails half-way stops its tabs before anything else is torn down.
+	r.t.Cleanup(r.endLoad)
 	for _, b := range r.browsers {
 		for range tabsPerBrowser {
 			r.loadDone.Go(func() {
