@@ -257,9 +257,9 @@ func (s *sentinelSet) masterPortAt(port int) string {
 	return f[4]
 }
 
-// restartOldMaster starts the crashed master (on port old) again and waits until
-// every Sentinel sees it as a healthy replica of the new master, ready for the next
-// failover.
+// restartOldMaster starts the crashed master (on port old) again and waits until it
+// replicates the new master, in sync, and every Sentinel sees it as a healthy replica:
+// ready for the next failover.
 func (s *sentinelSet) restartOldMaster(old string) {
 	s.t.Helper()
 	r := s.nodes[0]
@@ -267,6 +267,21 @@ func (s *sentinelSet) restartOldMaster(old string) {
 		r = s.nodes[1]
 	}
 	r.restart()
+	master := s.masterPort()
+	// Sentinel reconfigures a returning master after a while (about 10 s); until then it
+	// is an empty master of its own. Its own INFO is the truth, not Sentinel's last view.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := redisCmd(s.t.Context(), r.port, "INFO replication")
+		if err == nil && strings.Contains(out, "role:slave") && strings.Contains(out, "master_port:"+master) &&
+			strings.Contains(out, "master_link_status:up") && strings.Contains(out, "master_sync_in_progress:0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("drill: %s did not become an in-sync replica of :%s in 60 s: %v %q", r.name, master, err, out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an outside process's state
+	}
 	s.waitFor(r.name+" back as a replica", func(port int) bool {
 		out, err := redisCmd(s.t.Context(), port, "SENTINEL REPLICAS "+s.masterName)
 		return err == nil && field(out, "port") == old && field(out, "flags") == "slave" && field(out, "master-link-status") == "ok"
