@@ -7,7 +7,8 @@
 # (e2e/idp/dexdemo) is the same Dex server with only what ./run.sh's demo uses, a much
 # shorter cold build.
 #
-# The binary is cached outside the clone, in
+# idp-bin.sh NAME fetch downloads the modules only (see below). The binary is cached
+# outside the clone, in
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/tokenhandler/idp/NAME-<sha256 of go.mod+go.sum>/NAME
 # so a second run (or a second clone) reuses it, and a change to the pinned versions
 # builds a new one. A cold build takes minutes (hundreds of dependencies); progress goes
@@ -94,6 +95,15 @@ mapfile -t srcs < <(find "$mod" -maxdepth 1 -name '*.go' | sort)
 hash="$(cat "$mod/go.mod" "$mod/go.sum" "${srcs[@]}" | sha256sum | cut -c1-16)"
 dir="$cache/$name-$hash"
 bin="$dir/$name"
+
+# idp-bin.sh NAME fetch: only download the modules the build needs (when the binary is
+# not built yet) and print nothing; run.sh fetches Dex's while tokenhandler compiles.
+if [[ "${2:-}" == fetch ]]; then
+	if [[ ! -x "$bin" ]]; then
+		(cd "$mod" && GOWORK=off go list -deps "${tags[@]}" "$pkg" >/dev/null) >&2
+	fi
+	exit 0
+fi
 
 if [[ ! -x "$bin" ]]; then
 	mkdir -p "$dir"
