@@ -3,8 +3,10 @@
 // with readiness checks, with several signed-in browsers calling an API route through
 // rotating refreshes at a real provider (Ory Hydra, strict rotation) while
 //
-//   - each replica in turn is stopped (SIGTERM, graceful drain) and started again
-//     (TestRollingRestart), and
+//   - each replica in turn leaves the front (a terminating pod's endpoint), is stopped
+//     (SIGTERM, graceful drain, with a call in flight) and started again
+//     (TestRollingRestart; TOKENHANDLER_DRILL_NO_PRESTOP=1 skips leaving the front
+//     first), and
 //   - the Redis master fails over under Sentinel (TestSentinelFailover).
 //
 // TestFailoverMidRefresh reproduces a known gap deterministically (a refresh whose

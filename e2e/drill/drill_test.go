@@ -27,22 +27,38 @@ func TestRollingRestart(t *testing.T) {
 			var drains []string
 			for round := range n {
 				for _, rep := range r.replicas {
+					// As Kubernetes does with the chart's preStop delay: the endpoint
+					// leaves the load balancer first, then SIGTERM; one call is still in
+					// flight at the replica and must be answered. Without the preStop
+					// step (TOKENHANDLER_DRILL_NO_PRESTOP=1) the front only learns from
+					// /readyz and refused connections, and a connection that reached the
+					// closing listener's backlog can be reset: tokenhandler has no
+					// lame-duck period in which /readyz fails before the listener closes.
+					if os.Getenv("TOKENHANDLER_DRILL_NO_PRESTOP") != "1" {
+						r.front.drain(rep.name)
+					}
+					slow := r.slowCallTo(rep)
 					began := time.Now()
 					if err := rep.stop(); err != nil {
 						t.Fatalf("drill: round %d: %v", round+1, err)
+					}
+					if err := <-slow; err != nil {
+						t.Errorf("drill: round %d: the call in flight at %s's SIGTERM: %v", round+1, rep.name, err)
 					}
 					drains = append(drains, fmt.Sprintf("%s %v", rep.name, time.Since(began).Round(time.Millisecond)))
 					r.rotateAll(fmt.Sprintf("round %d, %s down", round+1, rep.name))
 					if err := rep.start(t.Context()); err != nil {
 						t.Fatalf("drill: round %d: %v", round+1, err)
 					}
+					r.front.undrain(rep.name)
 					r.waitFrontSees(rep.name+" back", func(b *backend) bool { return b.name != rep.name || b.ready.Load() })
 					r.rotateAll(fmt.Sprintf("round %d, %s back", round+1, rep.name))
 				}
 			}
 			r.endLoad()
 			if f := r.stats.failures(); len(f) > 0 {
-				t.Errorf("drill: calls failed during the rolling restart: %s; first ones: %s", r.stats, strings.Join(r.stats.samples, "; "))
+				t.Errorf("drill: calls failed during the rolling restart: %s; first ones: %s; the front's transport errors: %q",
+					r.stats, strings.Join(r.stats.samples, "; "), r.front.errors())
 			}
 			refreshes, tokens := r.finalChecks(true)
 			t.Logf("drill (store=%s): %d rolling round(s) of %d replicas, %d browsers x %d tabs: %s; "+
@@ -113,7 +129,8 @@ func failover(t *testing.T, store string) {
 	r.endLoad()
 	for kind, count := range r.stats.failures() {
 		if kind != "503 session_store_unavailable" {
-			t.Errorf("drill: %d calls failed with %s; only 503 session_store_unavailable is allowed during a failover (%s)", count, kind, strings.Join(r.stats.samples, "; "))
+			t.Errorf("drill: %d calls failed with %s; only 503 session_store_unavailable is allowed during a failover (%s); the front's transport errors: %q",
+				count, kind, strings.Join(r.stats.samples, "; "), r.front.errors())
 		}
 	}
 	// A refresh whose result could not be saved while Redis failed over is not seen

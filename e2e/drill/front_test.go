@@ -43,6 +43,16 @@ type front struct {
 	// arrive (by then a refresh and its write to Redis are done); the drill takes it
 	// for writing to find a moment with no request in flight.
 	gate sync.RWMutex
+
+	errMu sync.Mutex
+	errs  []string // the first transport errors it answered 502 for
+}
+
+// errors returns the first transport errors the front answered 502 for.
+func (f *front) errors() []string {
+	f.errMu.Lock()
+	defer f.errMu.Unlock()
+	return append([]string(nil), f.errs...)
 }
 
 type backend struct {
@@ -50,6 +60,37 @@ type backend struct {
 	addr  string // public listener host:port
 	ready atomic.Bool
 	probe string // /readyz URL
+	// draining: taken out of rotation before its SIGTERM, as Kubernetes removes a
+	// terminating pod's endpoint (the chart's preStop delay covers the propagation).
+	draining atomic.Bool
+	// inflight: requests sent to it that have no response headers yet.
+	inflight atomic.Int64
+}
+
+// drain takes the backend named name out of rotation and waits until no request sent
+// to it is still waiting for its response headers: from then on a SIGTERM can only
+// meet requests the replica has accepted, which its graceful shutdown drains.
+func (f *front) drain(name string) {
+	for _, b := range f.backends {
+		if b.name != name {
+			continue
+		}
+		b.draining.Store(true)
+		b.ready.Store(false)
+		deadline := time.Now().Add(30 * time.Second)
+		for b.inflight.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond) // polling a counter
+		}
+	}
+}
+
+// undrain puts the backend back under readiness checks.
+func (f *front) undrain(name string) {
+	for _, b := range f.backends {
+		if b.name == name {
+			b.draining.Store(false)
+		}
+	}
 }
 
 // newFront serves on ln, in front of replicas.
@@ -66,7 +107,12 @@ func newFront(ln net.Listener, replicas []*replica) *front {
 			pr.Out.Host = pr.In.Host
 		},
 		Transport: f,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			f.errMu.Lock()
+			if len(f.errs) < 5 {
+				f.errs = append(f.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+			}
+			f.errMu.Unlock()
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
@@ -81,7 +127,7 @@ func newFront(ln net.Listener, replicas []*replica) *front {
 		go func() {
 			defer f.wg.Done()
 			for {
-				b.ready.Store(ready(ctx, b.probe))
+				b.ready.Store(!b.draining.Load() && ready(ctx, b.probe))
 				select {
 				case <-ctx.Done():
 					return
@@ -119,7 +165,9 @@ func (f *front) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(candidates) == 0 {
 		f.panicked.Add(1)
 		for i := range n {
-			candidates = append(candidates, f.backends[(first+i)%n])
+			if b := f.backends[(first+i)%n]; !b.draining.Load() {
+				candidates = append(candidates, b)
+			}
 		}
 	}
 	var errs []error
@@ -141,7 +189,9 @@ func (f *front) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		out.URL.Host = b.addr
+		b.inflight.Add(1)
 		resp, err := f.tr.RoundTrip(out)
+		b.inflight.Add(-1)
 		if err == nil {
 			return resp, nil
 		}

@@ -136,6 +136,15 @@ func serveAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no bearer token", http.StatusUnauthorized)
 		return
 	}
+	if r.URL.Path == "/api/slow" {
+		// A call still in flight when its replica gets SIGTERM: the drill waits for
+		// slowStarted, stops the replica, and the answer must still arrive.
+		select {
+		case slowStarted <- struct{}{}:
+		default:
+		}
+		time.Sleep(slowCall) // the upstream's own processing time
+	}
 	for _, c := range r.Cookies() {
 		if strings.Contains(c.Name, "th-") {
 			http.Error(w, "tokenhandler cookie reached the upstream", http.StatusBadRequest)
@@ -145,6 +154,11 @@ func serveAPI(w http.ResponseWriter, r *http.Request) {
 	sum := sha256.Sum256([]byte(tok))
 	io.WriteString(w, hex.EncodeToString(sum[:8]))
 }
+
+// slowStarted receives when the API has a /api/slow call; slowCall is how long it takes.
+var slowStarted = make(chan struct{})
+
+const slowCall = 500 * time.Millisecond
 
 // browser is one signed-in user agent: a cookie jar shared by its tabs, and the access
 // tokens (hashes) its calls were served with.
@@ -497,4 +511,42 @@ func newTokenLane(t testing.TB, issuer string) *tokenLane {
 	}))
 	t.Cleanup(l.srv.Close)
 	return l
+}
+
+// slowCallTo sends one /api/slow call as the first browser straight to rep and returns
+// once the API has it (the replica has accepted it); the channel yields its outcome.
+func (r *rig) slowCallTo(rep *replica) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(r.t.Context(), http.MethodGet, "http://"+rep.addr+"/api/slow", nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		req.Header.Set("X-CSRF", "1")
+		resp, err := r.browsers[0].c.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("%s %s", resp.Status, body)
+			return
+		}
+		b := r.browsers[0] // a refresh it made counts like any other
+		b.mu.Lock()
+		b.tokens[string(body)] = true
+		b.mu.Unlock()
+		done <- nil
+	}()
+	select {
+	case <-slowStarted:
+	case err := <-done:
+		done <- err
+	case <-time.After(30 * time.Second):
+		r.t.Fatalf("drill: the slow call to %s never reached the API", rep.name)
+	}
+	return done
 }
