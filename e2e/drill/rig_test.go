@@ -65,6 +65,8 @@ type rig struct {
 	stats    *stats
 	// tokenLane is between the replicas and the provider's token endpoint.
 	tokenLane *tokenLane
+	// slowStarted receives when the API has a /api/slow call.
+	slowStarted chan struct{}
 
 	refreshBase int64 // the provider's refresh calls when the load started
 	tokensBase  int   // access tokens seen at the API when the load started
@@ -88,7 +90,8 @@ func newRig(t *testing.T, store, redisURL string) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, idp: idp, stats: newStats()}
-	r.api = httptest.NewServer(http.HandlerFunc(serveAPI))
+	r.slowStarted = make(chan struct{}, 1)
+	r.api = httptest.NewServer(http.HandlerFunc(r.serveAPI))
 	t.Cleanup(r.api.Close)
 	r.tokenLane = newTokenLane(t, idp.Issuer)
 	env := []string{
@@ -130,22 +133,22 @@ func newRig(t *testing.T, store, redisURL string) *rig {
 // serveAPI is the upstream: it answers 200 with a short hash of the access token it was
 // given, so a browser can tell which token served each call without the drill ever
 // holding one.
-func serveAPI(w http.ResponseWriter, r *http.Request) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+func (r *rig) serveAPI(w http.ResponseWriter, req *http.Request) {
+	tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		http.Error(w, "no bearer token", http.StatusUnauthorized)
 		return
 	}
-	if r.URL.Path == "/api/slow" {
+	if req.URL.Path == "/api/slow" {
 		// A call still in flight when its replica gets SIGTERM: the drill waits for
 		// slowStarted, stops the replica, and the answer must still arrive.
 		select {
-		case slowStarted <- struct{}{}:
+		case r.slowStarted <- struct{}{}:
 		default:
 		}
 		time.Sleep(slowCall) // the upstream's own processing time
 	}
-	for _, c := range r.Cookies() {
+	for _, c := range req.Cookies() {
 		if strings.Contains(c.Name, "th-") {
 			http.Error(w, "tokenhandler cookie reached the upstream", http.StatusBadRequest)
 			return
@@ -155,9 +158,7 @@ func serveAPI(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, hex.EncodeToString(sum[:8]))
 }
 
-// slowStarted receives when the API has a /api/slow call; slowCall is how long it takes.
-var slowStarted = make(chan struct{})
-
+// slowCall is how long the API takes to answer /api/slow.
 const slowCall = 500 * time.Millisecond
 
 // browser is one signed-in user agent: a cookie jar shared by its tabs, and the access
@@ -542,7 +543,7 @@ func (r *rig) slowCallTo(rep *replica) <-chan error {
 		done <- nil
 	}()
 	select {
-	case <-slowStarted:
+	case <-r.slowStarted:
 	case err := <-done:
 		done <- err
 	case <-time.After(30 * time.Second):
