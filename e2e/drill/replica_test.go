@@ -15,6 +15,8 @@ import (
 
 // replica is one tokenhandler process, stopped and started again on the same ports.
 type replica struct {
+	t     testing.TB
+	base  []string // the settings without the listeners
 	name  string
 	bin   string
 	env   []string // TH_* settings, the same for every replica but the listeners
@@ -26,14 +28,8 @@ type replica struct {
 }
 
 func newReplica(t testing.TB, name, bin string, env []string) *replica {
-	r := &replica{
-		name:  name,
-		bin:   bin,
-		addr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		dir:   t.TempDir(),
-	}
-	r.env = append(append([]string{}, env...), "TH_LISTEN="+r.addr, "TH_ADMIN_LISTEN="+r.admin)
+	r := &replica{name: name, bin: bin, dir: t.TempDir(), t: t, base: env}
+	r.pickPorts()
 	t.Cleanup(func() {
 		if r.proc != nil {
 			r.proc.kill()
@@ -46,6 +42,25 @@ func newReplica(t testing.TB, name, bin string, env []string) *replica {
 		}
 	})
 	return r
+}
+
+// pickPorts chooses the replica's listeners.
+func (r *replica) pickPorts() {
+	r.addr = fmt.Sprintf("127.0.0.1:%d", freePort(r.t))
+	r.admin = fmt.Sprintf("127.0.0.1:%d", freePort(r.t))
+	r.env = append(append([]string{}, r.base...), "TH_LISTEN="+r.addr, "TH_ADMIN_LISTEN="+r.admin)
+}
+
+// startFirst is the first start: when a port picked a moment ago has been taken by
+// another process meanwhile, it picks others and tries again.
+func (r *replica) startFirst(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := r.start(ctx)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		r.pickPorts()
+	}
 }
 
 // start runs the replica and waits until its /readyz answers 200 (provider discovered,

@@ -113,7 +113,7 @@ func newRig(t *testing.T, store, redisURL string) *rig {
 	var wg sync.WaitGroup
 	errs := make([]error, len(r.replicas))
 	for i, rep := range r.replicas {
-		wg.Go(func() { errs[i] = rep.start(t.Context()) })
+		wg.Go(func() { errs[i] = rep.startFirst(t.Context()) })
 	}
 	wg.Wait()
 	for _, err := range errs {
