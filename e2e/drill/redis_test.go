@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/internal/need"
 )
 
 // redisServer is one redis-server process on a loopback port.
@@ -34,7 +34,7 @@ func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port)
 // extra arguments (e.g. --replicaof), and stops it at cleanup.
 func startRedis(t testing.TB, name string, extra ...string) *redisServer {
 	t.Helper()
-	bin := idptest.NeedEnv(t, idptest.EnvRedisBin, "run ./test.sh, or export "+idptest.EnvRedisBin+"=$(command -v redis-server)")
+	bin := need.Env(t, need.EnvRedisBin, "run ./test.sh, or export "+need.EnvRedisBin+"=$(command -v redis-server)")
 	dir := t.TempDir()
 	for attempt := 0; ; attempt++ {
 		port := freePort(t)
@@ -141,7 +141,7 @@ func startSentinels(t testing.TB) *sentinelSet {
 	t.Helper()
 	bin, err := exec.LookPath("redis-sentinel")
 	if err != nil {
-		idptest.Need(t, "redis-sentinel", "install Debian's redis-sentinel package (.ci/run does)")
+		need.Missing(t, "redis-sentinel", "install Debian's redis-sentinel package (.ci/run does)")
 	}
 	s := &sentinelSet{t: t, bin: bin, masterName: "drill"}
 	master := startRedis(t, "redis-a")
