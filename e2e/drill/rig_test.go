@@ -100,7 +100,7 @@ func newRig(t *testing.T, store, redisURL string) *rig {
 		"TH_OIDC_CLIENT_ID=" + idp.ClientID,
 		"TH_OIDC_CLIENT_SECRET=" + idp.ClientSecret,
 		"TH_OIDC_BACKCHANNEL_BASE_URL=" + r.tokenLane.srv.URL,
-		"TH_COOKIES_KEYS=" + key.String(),
+		"TH_COOKIES_KEYS=" + key.Reveal(),
 		"TH_ROUTES=" + `[{"path":"/api/","upstream":"` + r.api.URL + `","timeout":"10s"}]`,
 		"TH_SESSION_STORE=" + store,
 		"TH_REDIS_URL=" + redisURL,
