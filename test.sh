@@ -24,6 +24,9 @@
 #       the directory holding node_modules/oidc-provider (panva oidc-provider, npm ci of
 #       e2e/idp/oidc-provider/package-lock.json by scripts/idp-bin.sh, cached the same
 #       way; about 10 s cold); the tests run it with the machine's node;
+#   TOKENHANDLER_DEX
+#       the demo's Dex (scripts/idp-bin.sh dex-demo, what ./run.sh starts), for
+#       examples/stack's test;
 #   TOKENHANDLER_TEST_REDIS_URL
 #       a redis-server started here on a free loopback port and stopped on exit,
 #       unless the variable is already set or redis-server is not installed;
@@ -55,7 +58,9 @@ fi
 step "OpenID provider binaries (scripts/idp-bin.sh)"
 TOKENHANDLER_TEST_HYDRA="${TOKENHANDLER_TEST_HYDRA:-$(scripts/idp-bin.sh hydra)}"
 TOKENHANDLER_TEST_DEX="${TOKENHANDLER_TEST_DEX:-$(scripts/idp-bin.sh dex)}"
-export TOKENHANDLER_TEST_HYDRA TOKENHANDLER_TEST_DEX
+# The demo's Dex (./run.sh); it shares every compiled package with the one above.
+TOKENHANDLER_DEX="${TOKENHANDLER_DEX:-$(scripts/idp-bin.sh dex-demo)}"
+export TOKENHANDLER_TEST_HYDRA TOKENHANDLER_TEST_DEX TOKENHANDLER_DEX
 echo "TOKENHANDLER_TEST_HYDRA=$TOKENHANDLER_TEST_HYDRA" >&2
 echo "TOKENHANDLER_TEST_DEX=$TOKENHANDLER_TEST_DEX" >&2
 # Without npm (or the registry) the oidc-provider tests skip, except under CI=true.
@@ -71,6 +76,7 @@ if [[ -z "${TOKENHANDLER_TEST_OIDC_PROVIDER:-}" ]]; then
 fi
 export TOKENHANDLER_TEST_OIDC_PROVIDER
 echo "TOKENHANDLER_TEST_OIDC_PROVIDER=$TOKENHANDLER_TEST_OIDC_PROVIDER" >&2
+echo "TOKENHANDLER_DEX=$TOKENHANDLER_DEX" >&2
 
 # --- Redis ------------------------------------------------------------------------------
 redis_pid=""

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# idp-bin.sh NAME: build the OpenID provider NAME (hydra or dex) from its tool module
-# under e2e/idp/NAME and print the path of the binary; for NAME oidc-provider (Node.js),
-# install e2e/idp/oidc-provider/package-lock.json with npm ci and print the directory
-# that holds its node_modules (e2e/idptest runs e2e/idp/oidc-provider/provider.mjs
-# with the machine's node against it); for NAME helm or chartcheck, build helm or the
-# chart's strict checker from the tool module deploy/helm/tools (deploy/helm/check.sh).
+# idp-bin.sh NAME: build the OpenID provider NAME (hydra, dex or dex-demo) from its
+# module under e2e/idp/ and print the path of the binary; for NAME oidc-provider
+# (Node.js), install e2e/idp/oidc-provider/package-lock.json with npm ci and print the
+# directory that holds its node_modules (e2e/idptest runs e2e/idp/oidc-provider/provider.mjs
+# with the machine's node against it). dex is cmd/dex, for the tests; dex-demo
+# (e2e/idp/dexdemo) is the same Dex server with only what ./run.sh's demo uses, a much
+# shorter cold build. For NAME helm or chartcheck, build helm or the chart's strict
+# checker from the tool module deploy/helm/tools (deploy/helm/check.sh).
 #
-# The binary is cached outside the clone, in
+# idp-bin.sh NAME fetch downloads the modules only (see below). The binary is cached
+# outside the clone, in
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/tokenhandler/idp/NAME-<sha256 of go.mod+go.sum>/NAME
 # so a second run (or a second clone) reuses it, and a change to the pinned versions
 # builds a new one (for chartcheck, whose code is in its tool module, its .go files are
@@ -20,7 +23,8 @@
 # (about 10 s cold, 40 packages; nothing warm).
 #
 # Needs: go; for hydra also a C compiler (sqlite, for its in-memory store); for
-# oidc-provider node and npm instead.
+# oidc-provider node and npm instead. Dex is built without cgo (its SQLite storage is
+# never used: memory only), as in the Dockerfile.
 set -euo pipefail
 
 name="${1:-}"
@@ -66,9 +70,18 @@ hydra)
 	# sqlite is needed for dsn: memory; CGO for go-sqlite3.
 	export CGO_ENABLED=1
 	tags=(-tags sqlite,sqlite_omit_load_extension)
+	mod="$root/e2e/idp/hydra"
 	;;
 dex)
 	pkg="github.com/dexidp/dex/cmd/dex"
+	mod="$root/e2e/idp/dex"
+	export CGO_ENABLED=0
+	tags=()
+	;;
+dex-demo)
+	pkg="tokenhandler.test/idp/dexdemo"
+	mod="$root/e2e/idp/dexdemo"
+	export CGO_ENABLED=0
 	tags=()
 	;;
 oidc-provider)
@@ -85,14 +98,26 @@ helm | chartcheck)
 	tags=()
 	;;
 *)
-	echo "usage: $0 hydra|dex|oidc-provider|helm|chartcheck" >&2
+	echo "usage: $0 hydra|dex|dex-demo|oidc-provider|helm|chartcheck" >&2
 	exit 2
 	;;
 esac
 
-hash="$(cat "$mod/go.mod" "$mod/go.sum" "${src[@]}" | sha256sum | cut -c1-16)"
+# The module's own Go files (dex-demo's main) and chartcheck's sources count too; hydra
+# and dex have none.
+mapfile -t srcs < <(find "$mod" -maxdepth 1 -name '*.go' | sort)
+hash="$(cat "$mod/go.mod" "$mod/go.sum" "${srcs[@]}" "${src[@]}" | sha256sum | cut -c1-16)"
 dir="$cache/$name-$hash"
 bin="$dir/$name"
+
+# idp-bin.sh NAME fetch: only download the modules the build needs (when the binary is
+# not built yet) and print nothing; run.sh fetches Dex's while tokenhandler compiles.
+if [[ "${2:-}" == fetch ]]; then
+	if [[ ! -x "$bin" ]]; then
+		(cd "$mod" && GOWORK=off go list -deps "${tags[@]}" "$pkg" >/dev/null) >&2
+	fi
+	exit 0
+fi
 
 if [[ ! -x "$bin" ]]; then
 	mkdir -p "$dir"
@@ -102,7 +127,12 @@ if [[ ! -x "$bin" ]]; then
 	# The tool module pins every version and go.sum is complete: a plain, read-only
 	# build needs nothing from the module proxy but .mod and .zip files.
 	# GOWORK=off: a go.work around the clone must not pull the tool module into it.
-	if ! (cd "$mod" && GOWORK=off go build -trimpath "${tags[@]}" -o "$tmp" "$pkg") >&2; then
+	# IDP_BIN_VERBOSE=1: go build -v, one line per package compiled (run.sh counts them).
+	v=()
+	if [[ "${IDP_BIN_VERBOSE:-}" == 1 ]]; then
+		v=(-v)
+	fi
+	if ! (cd "$mod" && GOWORK=off go build -trimpath "${v[@]}" "${tags[@]}" -o "$tmp" "$pkg") >&2; then
 		rm -f "$tmp"
 		echo "idp-bin: building $name failed" >&2
 		exit 1

@@ -165,8 +165,15 @@ func (c *Coordinator) Refresh(ctx context.Context, refreshToken string, fn func(
 }
 
 // spend runs inside the flight: it re-checks the grace entry (a flight that just ended
-// may have spent the token), then spends it through Redis when configured and reachable,
-// otherwise in this process.
+// may have spent the token), then spends it through Redis when configured, otherwise in
+// this process.
+//
+// With Redis configured but unreachable, it spends nothing and answers
+// ErrStoreUnavailable (503, cookies kept): spending the token in this process alone
+// would let another replica, just as cut off, spend the same token, and a provider
+// with strict rotation (Hydra) answers such a replay by revoking the whole token
+// family, which signs the user out. e2e/drill's Sentinel failover drill saw exactly
+// that. Refreshes go on once Redis answers again (after downBackoff).
 func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys graceKeys, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
 	if t := c.fromGrace(ctx, keys); t != nil {
 		return t, nil
@@ -175,13 +182,13 @@ func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys grace
 	call := func(ctx context.Context) (*Tokens, error) { return c.call(ctx, refreshToken, fn) }
 	if c.shared != nil {
 		t, ttl, err := c.shared.spend(ctx, flight, keys, call)
-		if !errors.Is(err, errSharedUnavailable) {
-			if err == nil {
-				c.remember(ctx, flight, keys, t, ttl)
-			}
-			return t, err
+		switch {
+		case errors.Is(err, errSharedUnavailable):
+			return nil, fmt.Errorf("session: refresh: %w: %w", ErrStoreUnavailable, err)
+		case err == nil:
+			c.remember(ctx, flight, keys, t, ttl)
 		}
-		// Redis cannot be reached: this process alone (sharedRefresh logged it).
+		return t, err
 	}
 	t, err := call(ctx)
 	if err != nil {

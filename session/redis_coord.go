@@ -83,7 +83,7 @@ func (s *sharedRefresh) names(flight string) (lock, grace string) {
 // the replica that holds it. With the tokens it returns how long they may still be handed
 // out as the grace entry: what is left of the shared entry's TTL, or the full grace after
 // its own call. errSharedUnavailable means Redis could not be asked before anything was
-// spent; the caller then coordinates in process.
+// spent; the caller then spends nothing.
 func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, time.Duration, error) {
 	if time.Now().UnixNano() < s.skipUntil.Load() {
 		return nil, 0, errSharedUnavailable
@@ -266,7 +266,7 @@ func (s *sharedRefresh) forget(ctx context.Context, link string) error {
 func (s *sharedRefresh) unreachable(ctx context.Context, err error) {
 	s.skipUntil.Store(time.Now().Add(downBackoff).UnixNano())
 	if !s.down.Swap(true) {
-		s.log.WarnContext(ctx, "session: Redis unreachable: refresh coordination falls back to this process until it returns", "err", err)
+		s.log.WarnContext(ctx, "session: Redis unreachable: refreshes wait for it (503) rather than risk spending a refresh token twice", "err", err)
 	}
 }
 

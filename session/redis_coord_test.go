@@ -247,20 +247,23 @@ func TestSharedRefreshDeadHolderAndForeignLock(t *testing.T) {
 	}
 }
 
-// Redis down: coordination falls back to this process with a warning, and returns to
-// Redis by itself.
-func TestSharedRefreshFallsBackAndRecovers(t *testing.T) {
+// Redis down: no refresh token is spent (another replica, just as cut off, could spend
+// it too); the refresh answers ErrStoreUnavailable with a warning, and coordination
+// returns to Redis by itself.
+func TestSharedRefreshWaitsForRedisAndRecovers(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
 	prefix := sessiontest.KeyPrefix(t, srv.URL)
 	c, tr := replica(t, srv.URL, prefix, 0, 0)
 	p := newProvider()
 	srv.Stop(t)
-	got, err := c.Refresh(context.Background(), "rt-0", p.fn)
-	if err != nil || got.AccessToken != "at-1" {
-		t.Fatalf("Refresh while Redis is down = %v, want a refresh in process", err)
+	if _, err := c.Refresh(context.Background(), "rt-0", p.fn); !errors.Is(err, session.ErrStoreUnavailable) {
+		t.Fatalf("Refresh while Redis is down = %v, want ErrStoreUnavailable", err)
 	}
-	if !strings.Contains(tr.logs.String(), "falls back to this process") {
-		t.Errorf("no warning logged when falling back; log:\n%s", tr.logs.String())
+	if n := p.calls.Load(); n != 0 {
+		t.Errorf("the provider was called %d times while Redis was down, want 0", n)
+	}
+	if !strings.Contains(tr.logs.String(), "Redis unreachable") {
+		t.Errorf("no warning logged while Redis is down; log:\n%s", tr.logs.String())
 	}
 	if tr.failures("lock") == 0 {
 		t.Errorf("OnError(lock) not called while Redis is down")

@@ -3,7 +3,7 @@
 // SPA. It waits until tokenhandler is ready, prints the URL and the demo credentials, and
 // stops everything on Ctrl-C or SIGTERM.
 //
-//	go run ./examples/stack -dex "$(scripts/idp-bin.sh dex)"
+//	go run ./examples/stack -dex "$(scripts/idp-bin.sh dex-demo)"
 //
 // ./run.sh (the README's run command) builds Dex and tokenhandler and runs this. With
 // -json it prints one JSON line (URLs, credentials, log directory) for tests; with
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("stack", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.root, "root", "", "the repository root (default: found from the working directory)")
-	fs.StringVar(&o.dexBin, "dex", firstNonEmpty(getenv("TOKENHANDLER_DEX"), getenv("TOKENHANDLER_TEST_DEX")), "Dex binary (env TOKENHANDLER_DEX; default: built by scripts/idp-bin.sh dex)")
+	fs.StringVar(&o.dexBin, "dex", firstNonEmpty(getenv("TOKENHANDLER_DEX"), getenv("TOKENHANDLER_TEST_DEX")), "Dex binary (env TOKENHANDLER_DEX; default: built by scripts/idp-bin.sh dex-demo)")
 	fs.StringVar(&o.thBin, "tokenhandler", getenv("TOKENHANDLER_BIN"), "tokenhandler binary (env TOKENHANDLER_BIN; default: go build ./cmd/tokenhandler)")
 	fs.StringVar(&o.ports, "ports", "", `"auto" picks free loopback ports for tokenhandler and Dex instead of -port and -dex-port`)
 	fs.IntVar(&o.port, "port", 8080, "tokenhandler's port (the URL to open)")
@@ -171,8 +171,8 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	dexBack := fmt.Sprintf("http://127.0.0.1:%d", o.dexPort)
 
 	if o.dexBin == "" {
-		fmt.Fprintln(s.human, "stack: finding Dex via scripts/idp-bin.sh dex (the first build takes about 5 minutes; it is cached afterwards)")
-		bin, err := s.output(ctx, o.root, filepath.Join(o.root, "scripts", "idp-bin.sh"), "dex")
+		fmt.Fprintln(s.human, "stack: finding the demo's Dex via scripts/idp-bin.sh dex-demo (the first build takes a minute or two; it is cached afterwards)")
+		bin, err := s.output(ctx, o.root, filepath.Join(o.root, "scripts", "idp-bin.sh"), "dex-demo")
 		if err != nil {
 			return fmt.Errorf("building Dex: %w", err)
 		}
