@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -263,5 +265,29 @@ func TestNewLogger(t *testing.T) {
 	l.Debug("dbg", "k", "v")
 	if got := b.String(); !strings.Contains(got, "level=DEBUG") || !strings.Contains(got, "msg=dbg") {
 		t.Errorf("text logger output = %q, want a DEBUG text record", got)
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	for _, tc := range []struct {
+		env       map[string]string
+		gogc      int
+		memLimit  int64
+		wantLimit int64 // the runtime's limit afterwards
+	}{
+		{env: nil, gogc: gcPercent, memLimit: softMemoryLimit, wantLimit: softMemoryLimit},
+		{env: map[string]string{"GOMEMLIMIT": "1GiB"}, gogc: gcPercent, memLimit: -1, wantLimit: math.MaxInt64},
+		{env: map[string]string{"GOGC": "100"}, gogc: -1, memLimit: -1, wantLimit: math.MaxInt64},
+	} {
+		debug.SetMemoryLimit(math.MaxInt64)
+		gogc, limit := tuneGC(func(k string) string { return tc.env[k] })
+		if gogc != tc.gogc || limit != tc.memLimit {
+			t.Errorf("tuneGC(%v) = %d, %d, want %d, %d", tc.env, gogc, limit, tc.gogc, tc.memLimit)
+		}
+		if got := debug.SetMemoryLimit(-1); got != tc.wantLimit {
+			t.Errorf("tuneGC(%v): memory limit %d, want %d", tc.env, got, tc.wantLimit)
+		}
 	}
 }
