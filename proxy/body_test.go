@@ -14,16 +14,18 @@ import (
 // trickle is a body that sends its first byte and then blocks until released: a client
 // that declared a large Content-Length and stalled.
 type trickle struct {
-	sent    bool
+	sent    chan struct{} // closed when the second read starts: the first byte is taken
 	release chan struct{}
+	reads   int
 }
 
 func (t *trickle) Read(p []byte) (int, error) {
-	if !t.sent {
-		t.sent = true
+	t.reads++
+	if t.reads == 1 {
 		p[0] = 'x'
 		return 1, nil
 	}
+	close(t.sent)
 	<-t.release
 	return 0, io.ErrUnexpectedEOF
 }
@@ -32,7 +34,7 @@ func (t *trickle) Read(p []byte) (int, error) {
 // 1 MiB: buffers grow as the body arrives, never from Content-Length alone.
 func TestReplayBufferGrowsAsTheBodyArrives(t *testing.T) {
 	mem := &memBudget{max: 64 << 20}
-	body := &trickle{release: make(chan struct{})}
+	body := &trickle{sent: make(chan struct{}), release: make(chan struct{})}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -44,10 +46,7 @@ func TestReplayBufferGrowsAsTheBodyArrives(t *testing.T) {
 			rb.release()
 		}
 	}()
-	// Wait until the first byte was taken, then look at what is reserved.
-	for !func() bool { return mem.used.Load() > 0 }() {
-		time.Sleep(time.Millisecond)
-	}
+	<-body.sent // the first byte was taken and the reader waits for more
 	if got := mem.used.Load(); got != 1<<minReplayClass {
 		t.Errorf("replay memory held for a stalled 1 MiB body = %d, want %d", got, 1<<minReplayClass)
 	}
