@@ -29,12 +29,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/bench/internal/harness"
 	"github.com/tokenhandler/tokenhandler/session"
 
 	"github.com/tokenhandler/tokenhandler/internal/testbench"
@@ -85,15 +84,8 @@ func main() {
 		os.Exit(runRole(os.Args[1:]))
 	}
 	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	harness.ExitOnFlagError(err)
+	ctx, cancel := harness.SignalContext(o.timeout)
 	defer cancel()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -108,9 +108,9 @@ func drill(t *harness.TB, o *options) *result {
 	go mon.run(ctx)
 
 	// Warm-up, then the phases.
-	phaseWait(t, time.Second)
+	t.Wait(time.Second)
 	start := time.Now()
-	phaseWait(t, o.phase)
+	t.Wait(o.phase)
 	res.add("baseline", start, legit, mon)
 	base0 := res.phases[0]
 
@@ -118,7 +118,7 @@ func drill(t *harness.TB, o *options) *result {
 	start = time.Now()
 	a.start(t.Context())
 	res.rampTime = a.waitOpened(t.Context(), o.attack)
-	phaseWait(t, time.Until(start.Add(o.attack)))
+	t.Wait(time.Until(start.Add(o.attack)))
 	res.add("attack", start, legit, mon)
 
 	// Release: every attacker goes silent; wait until tokenhandler let go of everything.
@@ -137,7 +137,7 @@ func drill(t *harness.TB, o *options) *result {
 			res.releaseTime = time.Since(start)
 			break
 		}
-		phaseWait(t, sampleInterval)
+		t.Wait(sampleInterval)
 	}
 	res.releaseBound = bound
 	res.add("release", start, legit, mon)
@@ -145,7 +145,7 @@ func drill(t *harness.TB, o *options) *result {
 	res.attack = a.summary()
 
 	start = time.Now()
-	phaseWait(t, o.phase)
+	t.Wait(o.phase)
 	res.add("after", start, legit, mon)
 	cancel()
 	res.peak = mon.peak(res.phases[1].start, res.phases[2].end)
@@ -153,18 +153,6 @@ func drill(t *harness.TB, o *options) *result {
 	// Read last: tokenhandler buffers its log output.
 	res.unknownVars = unknownVars(th.Proc.Tail(1 << 20))
 	return res
-}
-
-// phaseWait waits d, or fails the run when it is cancelled.
-func phaseWait(t *harness.TB, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	select {
-	case <-t.Context().Done():
-		t.Fatalf("cancelled: %v", context.Cause(t.Context()))
-	case <-time.After(d):
-	}
 }
 
 // newBrowser is the signed-in session's client: idptest's browser-like client over

@@ -36,14 +36,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/bench/internal/harness"
@@ -73,15 +70,8 @@ type options struct {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	harness.ExitOnFlagError(err)
+	ctx, cancel := harness.SignalContext(o.timeout)
 	defer cancel()
 	var res *result
 	err = harness.Run(ctx, "abuse", os.Stderr, o.keep, func(t *harness.TB) { res = drill(t, o) })

@@ -24,13 +24,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/bench/internal/harness"
@@ -51,15 +48,8 @@ type options struct {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.duration+o.timeout)
+	harness.ExitOnFlagError(err)
+	ctx, cancel := harness.SignalContext(o.duration + o.timeout)
 	defer cancel()
 	var res *result
 	err = harness.Run(ctx, "soak", os.Stderr, o.keep, func(t *harness.TB) { res = soak(t, o) })

@@ -93,7 +93,7 @@ func soak(t *harness.TB, o *options) *result {
 	signInStart := time.Now()
 	for i := range browsers {
 		if o.stagger {
-			phaseWait(t, time.Until(signInStart.Add(time.Duration(i)*(o.tokenTTL-o.skew)/time.Duration(o.browsers))))
+			t.Wait(time.Until(signInStart.Add(time.Duration(i) * (o.tokenTTL - o.skew) / time.Duration(o.browsers))))
 		}
 		browsers[i] = idptest.NewClient(t)
 		resp := idp.SignIn(t, browsers[i], base+"/auth/login?return_to=/")
@@ -151,18 +151,6 @@ func soak(t *harness.TB, o *options) *result {
 	res.requests, res.answers, res.failures, res.signOuts = c.requests.Load(), c.answers, c.failures, c.signOuts
 	res.load[1] = harness.LoadAverage()
 	return res
-}
-
-// phaseWait waits d, or fails the run when it is cancelled.
-func phaseWait(t *harness.TB, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	select {
-	case <-t.Context().Done():
-		t.Fatalf("cancelled: %v", context.Cause(t.Context()))
-	case <-time.After(d):
-	}
 }
 
 // call sends one proxied GET and returns "200", "STATUS CODE" (the JSON error code of

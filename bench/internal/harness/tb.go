@@ -8,12 +8,17 @@ package harness
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TB is a testing.TB for a command: e2e/idptest takes one to start providers and sign
@@ -169,4 +174,36 @@ func (t *TB) Chdir(dir string) {
 		t.Fatalf("Chdir: %v", err)
 	}
 	t.Cleanup(func() { os.Chdir(prev) })
+}
+
+// Wait waits d, or fails the run when it is cancelled first.
+func (t *TB) Wait(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-t.Context().Done():
+		t.Fatalf("cancelled: %v", context.Cause(t.Context()))
+	case <-time.After(d):
+	}
+}
+
+// SignalContext is the context of a command's run: cancelled by SIGINT or SIGTERM, and
+// after timeout.
+func SignalContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+// ExitOnFlagError ends the command for a flag error: status 0 for -h, 2 otherwise (the
+// flag package has printed the problem and the usage already).
+func ExitOnFlagError(err error) {
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	os.Exit(2)
 }
