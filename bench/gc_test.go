@@ -15,7 +15,7 @@ func TestGCEnv(t *testing.T) {
 	for _, tc := range []struct {
 		thEnv, want []string
 	}{
-		{nil, []string{"GOGC=" + tokenhandlerGOGC}},
+		{nil, []string{"GOGC=" + tokenhandlerGOGC, "GOMEMLIMIT=" + tokenhandlerGOMEMLIMIT}},
 		{[]string{"GOGC=200"}, []string{"GOGC=200"}},
 		{[]string{"FOO=1", "GOMEMLIMIT=64MiB"}, []string{"GOGC=" + tokenhandlerGOGC, "GOMEMLIMIT=64MiB"}},
 		{[]string{"GOMEMLIMIT=1GiB", "GOGC=off"}, []string{"GOGC=off", "GOMEMLIMIT=1GiB"}},
@@ -29,7 +29,7 @@ func TestGCEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	// -bare-env comes last: the process's environment keeps the last of duplicate keys.
-	if want := []string{"GOGC=" + tokenhandlerGOGC, "GOGC=100", "X=1"}; !slices.Equal(o.bareEnv, want) {
+	if want := []string{"GOGC=" + tokenhandlerGOGC, "GOMEMLIMIT=" + tokenhandlerGOMEMLIMIT, "GOGC=100", "X=1"}; !slices.Equal(o.bareEnv, want) {
 		t.Errorf("bareEnv = %q, want %q", o.bareEnv, want)
 	}
 }
@@ -41,12 +41,19 @@ func TestTokenhandlerGOGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`const gcPercent = (\d+)`).FindSubmatch(src)
+	m := regexp.MustCompile(`gcPercent\s*=\s*(\d+)`).FindSubmatch(src)
 	if m == nil {
 		t.Fatal("cmd/tokenhandler/main.go: no const gcPercent")
 	}
 	if string(m[1]) != tokenhandlerGOGC {
 		t.Errorf("tokenhandler's gcPercent = %s, bench's tokenhandlerGOGC = %s", m[1], tokenhandlerGOGC)
+	}
+	m = regexp.MustCompile(`softMemoryLimit\s*=\s*(\d+) << 20`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("cmd/tokenhandler/main.go: no const softMemoryLimit = N << 20")
+	}
+	if string(m[1])+"MiB" != tokenhandlerGOMEMLIMIT {
+		t.Errorf("tokenhandler's softMemoryLimit = %s MiB, bench's tokenhandlerGOMEMLIMIT = %s", m[1], tokenhandlerGOMEMLIMIT)
 	}
 }
 

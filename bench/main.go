@@ -136,25 +136,38 @@ func parseFlags(args []string) (*options, error) {
 	return o, nil
 }
 
-// tokenhandlerGOGC is the GOGC `tokenhandler serve` sets for itself when its environment
-// has none (gcPercent in cmd/tokenhandler/main.go; a test holds them equal).
-const tokenhandlerGOGC = "400"
+// tokenhandlerGOGC and tokenhandlerGOMEMLIMIT are what `tokenhandler serve` sets for
+// itself when its environment has no GOGC (gcPercent and softMemoryLimit in
+// cmd/tokenhandler/main.go; a test holds them equal). The memory limit is set only
+// with the default GOGC, and only when the environment has no GOMEMLIMIT.
+const (
+	tokenhandlerGOGC       = "400"
+	tokenhandlerGOMEMLIMIT = "96MiB"
+)
 
 // gcEnv is the garbage collector's settings the tokenhandlers under load run with, given
-// their extra environment thEnv: its GOGC or else tokenhandler's own default, and its
-// GOMEMLIMIT if any. The bare proxies get the same, so that the comparison is of the work
-// each does per request, not of how often each collects; -bare-env still overrides.
+// their extra environment thEnv: its GOGC or else tokenhandler's own default, its
+// GOMEMLIMIT or else (with the default GOGC) tokenhandler's own. The bare proxies get the
+// same, so that the comparison is of the work each does per request, not of how often
+// each collects; -bare-env still overrides.
 func gcEnv(thEnv []string) []string {
-	gc := []string{"GOGC=" + tokenhandlerGOGC}
+	gogc, memLimit := "GOGC="+tokenhandlerGOGC, ""
+	ownGOGC := false
 	for _, kv := range thEnv {
 		switch k, _, _ := strings.Cut(kv, "="); k {
 		case "GOGC":
-			gc[0] = kv
+			gogc, ownGOGC = kv, true
 		case "GOMEMLIMIT":
-			gc = append(gc, kv)
+			memLimit = kv
 		}
 	}
-	return gc
+	if memLimit == "" && !ownGOGC {
+		memLimit = "GOMEMLIMIT=" + tokenhandlerGOMEMLIMIT
+	}
+	if memLimit == "" {
+		return []string{gogc}
+	}
+	return []string{gogc, memLimit}
 }
 
 func envList(list string) []string {
