@@ -189,10 +189,14 @@ func (k *Key) PublicJWKJSON() []byte {
 }
 
 // RegistrationJWK returns the public JWK to register at a provider: the required
-// members plus kid (the thumbprint), alg and use "sig".
+// members plus kid (the thumbprint), use "sig" and alg, except for an RSA key, whose
+// PEM file cannot say whether it signs RS256 or PS256.
 func (k *Key) RegistrationJWK() []byte {
 	m := k.PublicJWK()
-	m["kid"], m["alg"], m["use"] = k.thumb, k.alg, "sig"
+	m["kid"], m["use"] = k.thumb, "sig"
+	if k.pub["kty"] != "RSA" {
+		m["alg"] = k.alg
+	}
 	b, _ := json.Marshal(m)
 	return b
 }
