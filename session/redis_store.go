@@ -146,7 +146,8 @@ func (p *record) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, p.AccessIssued)
 	b = appendTime(b, p.AccessExpiry)
 	b = appendString(b, p.RefreshToken)
-	return appendTime(b, p.Expiry), nil
+	b = appendTime(b, p.Expiry)
+	return appendOptional(b, p.TokenType), nil
 }
 
 func (p *record) UnmarshalBinary(data []byte) error {
@@ -161,6 +162,7 @@ func (p *record) UnmarshalBinary(data []byte) error {
 	p.AccessExpiry = d.time()
 	p.RefreshToken = d.string()
 	p.Expiry = d.time()
+	p.TokenType = d.optional()
 	return d.finish()
 }
 
