@@ -61,6 +61,7 @@ func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.S
 	}
 	ns := *s
 	ns.AccessToken = toks.AccessToken
+	ns.TokenType = toks.TokenType
 	ns.AccessIssued = toks.AccessIssued
 	ns.AccessExpiry = toks.AccessExpiry
 	ns.RefreshToken = toks.RefreshToken
@@ -89,6 +90,7 @@ func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) 
 	now := a.now()
 	t = &session.Tokens{
 		AccessToken:  tok.AccessToken,
+		TokenType:    a.tokenType(ctx, tok),
 		AccessIssued: now,
 		AccessExpiry: accessExpiry(tok),
 		RefreshToken: tok.RefreshToken,
