@@ -23,12 +23,12 @@ var (
 	parModes         = []string{"auto", "required", "off"}
 	profiles         = []string{"", "fapi2"}
 	// fapi2Algs are the ID-token algorithms the FAPI 2.0 Security Profile allows.
-	fapi2Algs = []string{"PS256", "ES256", "EdDSA"}
-	signingAlgs      = []string{"RS256", "ES256", "PS256", "RS384", "RS512", "ES384", "ES512", "PS384", "PS512", "EdDSA"}
-	stores           = []string{"cookie", "redis"}
-	logLevels        = []string{"debug", "info", "warn", "error"}
-	logFormats       = []string{"json", "text"}
-	httpMethods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+	fapi2Algs   = []string{"PS256", "ES256", "EdDSA"}
+	signingAlgs = []string{"RS256", "ES256", "PS256", "RS384", "RS512", "ES384", "ES512", "PS384", "PS512", "EdDSA"}
+	stores      = []string{"cookie", "redis"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"json", "text"}
+	httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )
 
 // problems collects Validate's findings, each naming its key and variable.

@@ -30,7 +30,7 @@ type Options struct {
 	BackchannelBaseURL string // optional base for discovery and the back-channel endpoints
 	ClientID           string
 	ClientSecret       string
-	TokenAuthMethod    string   // "client_secret_basic" (default), "client_secret_post" or "private_key_jwt"
+	TokenAuthMethod    string // "client_secret_basic" (default), "client_secret_post" or "private_key_jwt"
 	// ClientKey signs the private_key_jwt client assertions (RFC 7523); required with
 	// that method, which never sends ClientSecret.
 	ClientKey *josekey.Key
@@ -43,10 +43,10 @@ type Options struct {
 	DPoP *dpop.Proofer
 	// Profile "fapi2": PAR is required, discovery must advertise RFC 9207 iss, and the
 	// default ID-token algorithms are PS256, ES256 and EdDSA. "": none.
-	Profile string
-	Scopes             []string // nil: openid profile email offline_access
-	SigningAlgs        []string // nil: discovery's list ∩ {RS256, ES256, PS256}
-	RedirectURL        string   // public_url + auth prefix + "/callback"
+	Profile     string
+	Scopes      []string // nil: openid profile email offline_access
+	SigningAlgs []string // nil: discovery's list ∩ {RS256, ES256, PS256}
+	RedirectURL string   // public_url + auth prefix + "/callback"
 	// PostLogoutRedirectURL is where the provider sends the browser after logout.
 	PostLogoutRedirectURL string
 	ErrorPath             string // where a failed callback lands with auth_error; "" means "/"
