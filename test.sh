@@ -19,6 +19,10 @@
 #   TOKENHANDLER_TEST_HYDRA, TOKENHANDLER_TEST_DEX
 #       provider binaries, built once by scripts/idp-bin.sh and cached outside the
 #       clone (a cold build takes minutes, later runs reuse the binary);
+#   TOKENHANDLER_TEST_OIDC_PROVIDER
+#       the directory holding node_modules/oidc-provider (panva oidc-provider, npm ci of
+#       e2e/idp/oidc-provider/package-lock.json by scripts/idp-bin.sh, cached the same
+#       way; about 10 s cold); the tests run it with the machine's node;
 #   TOKENHANDLER_TEST_REDIS_URL
 #       a redis-server started here on a free loopback port and stopped on exit,
 #       unless the variable is already set or redis-server is not installed;
@@ -53,6 +57,19 @@ TOKENHANDLER_TEST_DEX="${TOKENHANDLER_TEST_DEX:-$(scripts/idp-bin.sh dex)}"
 export TOKENHANDLER_TEST_HYDRA TOKENHANDLER_TEST_DEX
 echo "TOKENHANDLER_TEST_HYDRA=$TOKENHANDLER_TEST_HYDRA" >&2
 echo "TOKENHANDLER_TEST_DEX=$TOKENHANDLER_TEST_DEX" >&2
+# Without npm (or the registry) the oidc-provider tests skip, except under CI=true.
+if [[ -z "${TOKENHANDLER_TEST_OIDC_PROVIDER:-}" ]]; then
+	if ! TOKENHANDLER_TEST_OIDC_PROVIDER="$(scripts/idp-bin.sh oidc-provider)"; then
+		if [[ "${CI:-}" == "true" ]]; then
+			echo "test.sh: scripts/idp-bin.sh oidc-provider failed (CI=true: failing)" >&2
+			exit 1
+		fi
+		TOKENHANDLER_TEST_OIDC_PROVIDER=""
+		echo "test.sh: no oidc-provider: its tests will be skipped" >&2
+	fi
+fi
+export TOKENHANDLER_TEST_OIDC_PROVIDER
+echo "TOKENHANDLER_TEST_OIDC_PROVIDER=$TOKENHANDLER_TEST_OIDC_PROVIDER" >&2
 
 # --- Redis ------------------------------------------------------------------------------
 redis_pid=""

@@ -45,9 +45,10 @@ func spendDirectly(t *testing.T, p *idptest.Provider, rt string) error {
 }
 
 // TestAgentFlow runs login -> session -> userinfo -> claims -> refresh -> logout
-// against each real provider and checks the cookie table and that no secret leaks.
+// against each real provider (oidc-provider included) and checks the cookie table and
+// that no secret leaks.
 func TestAgentFlow(t *testing.T) {
-	for _, kind := range idptest.Kinds() {
+	for _, kind := range idptest.AllKinds() {
 		t.Run(kind, func(t *testing.T) {
 			s := startStack(t, stackOptions{kind: kind})
 			c := idptest.NewClient(t)
@@ -234,7 +235,7 @@ func checkCookieTable(t *testing.T, resp *http.Response, lifetime time.Duration)
 // TestOldRefreshTokenRefused proves, in a session of its own, that the provider refuses
 // a refresh token that tokenhandler has rotated away (on Hydra this revokes the family).
 func TestOldRefreshTokenRefused(t *testing.T) {
-	for _, kind := range idptest.Kinds() {
+	for _, kind := range idptest.AllKinds() {
 		t.Run(kind, func(t *testing.T) {
 			s := startStack(t, stackOptions{kind: kind})
 			c := s.signIn("/")

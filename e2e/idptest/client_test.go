@@ -1,6 +1,12 @@
 package idptest_test
 
 import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/tokenhandler/tokenhandler/e2e/idptest"
 )
@@ -180,4 +188,39 @@ func run(fn func(testing.TB)) *fakeTB {
 	}()
 	<-done
 	return f
+}
+
+// TestTestKey checks the test key's products against go-jose's own parsing: the PEM
+// is the same key, the thumbprint is RFC 7638's, a DPoP proof embeds the public key only.
+func TestTestKey(t *testing.T) {
+	k := idptest.NewTestKey(t)
+	block, _ := pem.Decode(k.PEM())
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil || !k.Private.Equal(parsed) {
+		t.Fatalf("PEM() does not parse back to the key: %v", err)
+	}
+	proof := k.DPoPProof(t, http.MethodPost, "https://as.example.test/token", "n1", "at")
+	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := jws.Signatures[0].Header
+	if h.JSONWebKey == nil || !h.JSONWebKey.IsPublic() || h.ExtraHeaders[jose.HeaderType] != "dpop+jwt" {
+		t.Fatalf("DPoP proof header: jwk %v, typ %v, want a public jwk and dpop+jwt", h.JSONWebKey, h.ExtraHeaders[jose.HeaderType])
+	}
+	tp, _ := h.JSONWebKey.Thumbprint(crypto.SHA256)
+	if got := base64.RawURLEncoding.EncodeToString(tp); got != k.Thumbprint() {
+		t.Errorf("Thumbprint() = %s, the proof's jwk has %s", k.Thumbprint(), got)
+	}
+	payload, err := jws.Verify(h.JSONWebKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	json.Unmarshal(payload, &claims)
+	sum := sha256.Sum256([]byte("at"))
+	if claims["htm"] != "POST" || claims["htu"] != "https://as.example.test/token" || claims["nonce"] != "n1" ||
+		claims["ath"] != base64.RawURLEncoding.EncodeToString(sum[:]) || claims["jti"] == "" {
+		t.Errorf("DPoP proof claims %v", claims)
+	}
 }

@@ -34,13 +34,15 @@ var quirks = map[string]struct {
 	idptest.KindHydra: {replayCode: "invalid_grant", formBeforePKCEOK: true},
 	// Dex keeps one refresh token per user, connector and client.
 	idptest.KindDex: {replayCode: "invalid_request", newTokenLives: true, oneRefreshPerRP: true},
+	// oidc-provider revokes the whole grant on a replay, and checks PKCE before login.
+	idptest.KindOIDCProvider: {replayCode: "invalid_grant"},
 }
 
 // TestProviders runs a whole authorization-code flow against each real provider, done by
 // the test itself with x/oauth2 and go-oidc, and checks every knob of the harness:
 // counting, down, delay, restart, logout.
 func TestProviders(t *testing.T) {
-	for _, kind := range idptest.Kinds() {
+	for _, kind := range idptest.AllKinds() {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			testProvider(t, kind)

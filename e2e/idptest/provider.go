@@ -13,11 +13,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/tokenhandler/tokenhandler/internal/need"
 	"github.com/tokenhandler/tokenhandler/internal/testbench"
@@ -27,10 +30,17 @@ import (
 const (
 	KindHydra = "hydra" // Ory Hydra v2.3.0: strict rotation, a replay revokes the family
 	KindDex   = "dex"   // Dex: invalid_request for dead refresh tokens, one refresh token per user and client
+	// KindOIDCProvider is panva oidc-provider 9 (Node.js): resource indicators, token
+	// exchange (our grant), JWT introspection, DPoP, PAR, private_key_jwt.
+	KindOIDCProvider = "oidc-provider"
 )
 
-// Kinds returns every provider kind, for table tests over both peers.
+// Kinds returns the provider kinds that product tests run over in a table: Hydra and
+// Dex. AllKinds adds oidc-provider.
 func Kinds() []string { return []string{KindHydra, KindDex} }
+
+// AllKinds returns every provider kind: Kinds and KindOIDCProvider.
+func AllKinds() []string { return []string{KindHydra, KindDex, KindOIDCProvider} }
 
 // The demo user, the same at both providers.
 const (
@@ -73,18 +83,92 @@ type Options struct {
 	// returns the same refresh token. Nil: "0s", strict rotation. Hydra always rotates
 	// strictly (grace period 0) and ignores it.
 	ReuseInterval *time.Duration
-	// TokenEndpointAuthMethod is registered for the client at Hydra:
-	// "client_secret_basic" or "client_secret_post". Empty: client_secret_basic. Dex
-	// accepts both whatever this says.
+	// TokenEndpointAuthMethod is registered for the client at Hydra and oidc-provider:
+	// "client_secret_basic" or "client_secret_post", or at oidc-provider also
+	// "private_key_jwt" (with ClientJWKS). Empty: client_secret_basic. Dex accepts both
+	// secret methods whatever this says.
 	TokenEndpointAuthMethod string
+
+	// The options below are for KindOIDCProvider only: Start fails the test when one is
+	// set for another kind.
+
+	// ClientJWKS is the client's public key set, registered as its jwks, for
+	// private_key_jwt (see TestKey.PublicJWKS). Required with private_key_jwt.
+	ClientJWKS *jose.JSONWebKeySet
+	// Resources are the RFC 8707 resource servers the provider knows. Empty: none, and
+	// every access token is opaque with the userinfo audience.
+	Resources []Resource
+	// DPoP is how the provider treats DPoP (RFC 9449). Zero: DPoPOptional.
+	DPoP DPoPMode
+	// DPoPNonce makes the provider require a server nonce in every DPoP proof (at the
+	// token, PAR, userinfo endpoints): a proof without one gets 400 (401 at userinfo)
+	// use_dpop_nonce and a DPoP-Nonce header.
+	DPoPNonce bool
+	// PARRequired registers the client with require_pushed_authorization_requests: an
+	// authorization request without a request_uri from the PAR endpoint is refused.
+	// PAR itself is always offered.
+	PARRequired bool
 }
+
+// Resource is one RFC 8707 resource server of oidc-provider. A token for it is asked
+// with resource=Indicator at the authorization request (with the scopes it needs) and
+// then at a code or refresh-token grant, or as the target of the token exchange.
+type Resource struct {
+	// Indicator is the resource parameter's value, an absolute URI such as
+	// "https://api.example.test/". Required.
+	Indicator string
+	// Audience is the access token's aud. Empty: Indicator.
+	Audience string
+	// Scopes are the scopes this resource accepts; a token for it carries those of them
+	// that were granted (asked for in the authorization request) or, by token exchange,
+	// those requested (default: all of them). Required.
+	Scopes []string
+	// Format is the access-token format: FormatJWT or FormatOpaque. Empty: opaque.
+	Format string
+	// TTL is the lifetime of its access tokens. Zero: Options.AccessTokenTTL.
+	TTL time.Duration
+	// Exchange allows the resource as the target of the token-exchange grant
+	// (GrantTokenExchange), by resource=Indicator or audience=Audience.
+	Exchange bool
+}
+
+// Access-token formats of a Resource.
+const (
+	FormatJWT    = "jwt"    // RFC 9068-style JWT signed with the provider's key (RS256)
+	FormatOpaque = "opaque" // 43 characters, meaningful only to introspection
+)
+
+// DPoPMode is how oidc-provider treats DPoP proofs.
+type DPoPMode int
+
+const (
+	// DPoPOptional: discovery advertises DPoP; a token request with a valid proof gets
+	// tokens bound to its key (token_type DPoP, cnf.jkt), one without gets Bearer tokens.
+	DPoPOptional DPoPMode = iota
+	// DPoPRequired registers the client with dpop_bound_access_tokens: every token
+	// request needs a proof (invalid_grant without one).
+	DPoPRequired
+	// DPoPOff turns the feature off: no dpop_signing_alg_values_supported in
+	// discovery, proofs are ignored, every token is Bearer.
+	DPoPOff
+)
+
+// Grant types, as counted by GrantCalls.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+)
+
+// Token types of RFC 8693.
+const TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 
 // Provider is one running OpenID provider behind its front proxy. Its exported fields
 // are fixed for its lifetime, across Restart.
 type Provider struct {
-	Kind string // KindHydra or KindDex
-	// Issuer is exactly the issuer that discovery reports: the front proxy's URL (Hydra)
-	// or that URL + "/dex" (Dex), no trailing slash.
+	Kind string // KindHydra, KindDex or KindOIDCProvider
+	// Issuer is exactly the issuer that discovery reports: the front proxy's URL (Hydra,
+	// oidc-provider) or that URL + "/dex" (Dex), no trailing slash.
 	Issuer       string
 	ClientID     string
 	ClientSecret string
@@ -100,6 +184,7 @@ type Provider struct {
 	bin       string
 	dir       string
 	tokenPath string // path of the token endpoint at the front
+	paths     endpointPaths
 
 	front     *httptest.Server // the front proxy; its URL is the issuer
 	login     *httptest.Server // Hydra's login, consent and logout app (testbench.HydraLogin)
@@ -113,6 +198,12 @@ type Provider struct {
 	formPosts    atomic.Int64
 	callsMu      sync.Mutex
 	calls        map[string]int64 // request path at the front -> requests
+	grants       map[string]int64 // grant_type of token-endpoint requests -> requests
+	dpopCalls    int64            // token-endpoint requests with a DPoP header
+	secretCalls  int64            // requests carrying the client secret
+	authzQueries []url.Values     // queries of requests to the authorization endpoint
+
+	introspector string // oidc-provider: the secret of the harness's own introspection client
 
 	mu       sync.Mutex
 	backend  *url.URL // the provider's public listener; nil while (re)starting
@@ -122,21 +213,17 @@ type Provider struct {
 	logs     []string
 }
 
-// Start runs a provider of kind (KindHydra or KindDex) for the test and stops it at
-// t.Cleanup. It returns once discovery answers and, for Hydra, the client exists. It
-// ends the test through Need when the provider's binary is not configured.
+// Start runs a provider of kind (KindHydra, KindDex or KindOIDCProvider) for the test
+// and stops it at t.Cleanup. It returns once discovery answers and, for Hydra, the
+// client exists. It ends the test through need.Missing when the provider's binary (or
+// oidc-provider's node_modules, or node) is not there.
 func Start(t testing.TB, kind string, opts Options) *Provider {
 	t.Helper()
-	if kind != KindHydra && kind != KindDex {
-		t.Fatalf("idptest.Start(%q): unknown kind, want one of %v", kind, Kinds())
+	if !slices.Contains(AllKinds(), kind) {
+		t.Fatalf("idptest.Start(%q): unknown kind, want one of %v", kind, AllKinds())
 	}
-	if opts.RedirectURL == "" {
-		t.Fatalf("idptest.Start(%q): Options.RedirectURL is required", kind)
-	}
-	switch opts.TokenEndpointAuthMethod {
-	case "", "client_secret_basic", "client_secret_post":
-	default:
-		t.Fatalf("idptest.Start(%q): TokenEndpointAuthMethod %q not supported", kind, opts.TokenEndpointAuthMethod)
+	if err := opts.check(kind); err != nil {
+		t.Fatalf("idptest.Start(%q): %v", kind, err)
 	}
 	bin := binary(t, kind)
 
@@ -152,6 +239,7 @@ func Start(t testing.TB, kind string, opts Options) *Provider {
 		bin:          bin,
 		dir:          t.TempDir(), // before Cleanup below: removed after the logs are dumped
 		calls:        map[string]int64{},
+		grants:       map[string]int64{},
 		transport:    &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
 	}
 	p.proxy = &httputil.ReverseProxy{
@@ -183,7 +271,18 @@ func Start(t testing.TB, kind string, opts Options) *Provider {
 		p.Issuer = p.front.URL + "/dex"
 		p.tokenPath = "/dex/token"
 		p.Subject = dexSubject(demoUserID, "local")
+	case KindOIDCProvider:
+		p.Issuer = p.front.URL
+		p.tokenPath = "/token"
+		p.Subject = demoUserID
+		// The login form takes the account id.
+		p.Username = demoUserID
+		p.introspector = testbench.RandomHex(16)
+		if opts.TokenEndpointAuthMethod == "private_key_jwt" {
+			p.ClientSecret = "" // the client has none
+		}
 	}
+	p.paths = pathsOf[kind]
 	t.Cleanup(func() { p.cleanup(t) })
 	p.launch(t)
 	return p
@@ -193,13 +292,26 @@ type backendKey struct{}
 
 // serveFront is the front proxy: it counts, delays or refuses, then forwards.
 func (p *Provider) serveFront(w http.ResponseWriter, r *http.Request) {
+	isToken := r.URL.Path == p.tokenPath
+	form := peekForm(r)
 	p.callsMu.Lock()
 	p.calls[r.URL.Path]++
+	if isToken {
+		p.grants[form.Get("grant_type")]++
+		if r.Header.Get("DPoP") != "" {
+			p.dpopCalls++
+		}
+	}
+	if p.paths.authorize != "" && r.URL.Path == p.paths.authorize {
+		p.authzQueries = append(p.authzQueries, r.URL.Query())
+	}
+	if carriesSecret(r, form, p.ClientSecret) {
+		p.secretCalls++
+	}
 	p.callsMu.Unlock()
-	isToken := r.URL.Path == p.tokenPath
 	if isToken {
 		p.tokenCalls.Add(1)
-		if testbench.PeekGrantType(r) == "refresh_token" {
+		if form.Get("grant_type") == GrantRefreshToken {
 			p.refreshCalls.Add(1)
 		}
 	}
@@ -304,6 +416,8 @@ func (p *Provider) launch(t testing.TB) {
 			started, err = p.startHydra(t.Context(), logPath)
 		case KindDex:
 			started, err = p.startDex(t.Context(), logPath)
+		case KindOIDCProvider:
+			started, err = p.startOIDCProvider(t.Context(), logPath)
 		}
 		if err == nil {
 			p.mu.Lock()
@@ -414,9 +528,13 @@ func getJSON(ctx context.Context, u string, out any) error {
 }
 
 // binary returns the provider binary of kind from its environment variable, or ends
-// the test through need.Missing.
+// the test through need.Missing. For oidc-provider it is the directory that holds
+// node_modules/oidc-provider.
 func binary(t testing.TB, kind string) string {
 	t.Helper()
+	if kind == KindOIDCProvider {
+		return oidcProviderModules(t)
+	}
 	env := map[string]string{KindHydra: need.EnvHydra, KindDex: need.EnvDex}[kind]
 	path := need.Env(t, env, "run ./test.sh, or export "+env+"=$(scripts/idp-bin.sh "+kind+")")
 	if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {

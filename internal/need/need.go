@@ -13,10 +13,13 @@ import (
 // Environment variables that ./test.sh exports. Test-only variables never carry the
 // TH_ prefix, which belongs to tokenhandler's configuration.
 const (
-	EnvHydra    = "TOKENHANDLER_TEST_HYDRA"     // path of the hydra binary
-	EnvDex      = "TOKENHANDLER_TEST_DEX"       // path of the dex binary
-	EnvRedisURL = "TOKENHANDLER_TEST_REDIS_URL" // redis://127.0.0.1:PORT of a running Redis
-	EnvRedisBin = "TOKENHANDLER_TEST_REDIS_BIN" // path of redis-server, for tests that run their own
+	EnvHydra = "TOKENHANDLER_TEST_HYDRA" // path of the hydra binary
+	EnvDex   = "TOKENHANDLER_TEST_DEX"   // path of the dex binary
+	// EnvOIDCProvider is the directory holding node_modules/oidc-provider (npm ci of
+	// e2e/idp/oidc-provider/package-lock.json, made by scripts/idp-bin.sh oidc-provider).
+	EnvOIDCProvider = "TOKENHANDLER_TEST_OIDC_PROVIDER"
+	EnvRedisURL     = "TOKENHANDLER_TEST_REDIS_URL" // redis://127.0.0.1:PORT of a running Redis
+	EnvRedisBin     = "TOKENHANDLER_TEST_REDIS_BIN" // path of redis-server, for tests that run their own
 )
 
 // InCI reports whether the tests run under CI (CI=true), where a missing part is a
