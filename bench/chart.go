@@ -14,6 +14,7 @@ var setupColor = map[string]string{
 	setupBare:     "#607d8b",
 	setupBaseline: "#a1887f",
 	setupCookie:   "#2e7d32",
+	setupDPoP:     "#6a1b9a",
 	setupQuiet:    "#66bb6a",
 	setupRedis:    "#1565c0",
 	setupO2P:      "#c62828",
