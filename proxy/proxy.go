@@ -128,6 +128,7 @@ type Handler struct {
 	limiter *web.Limiter
 	bearers bearerCache
 	dpop    *dpop.Proofer // nil: no DPoP
+	bound   bearerCache   // "DPoP " + token
 	nonces  dpop.Nonces   // the upstreams' latest DPoP-Nonce per origin
 	// replayMem bounds all replay buffers together.
 	replayMem *memBudget
@@ -197,6 +198,7 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		replayMem:  &memBudget{max: opts.ReplayMemory},
 		tracer:     opts.Tracer,
 		dpop:       opts.DPoP,
+		bound:      bearerCache{scheme: "DPoP "},
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
@@ -614,7 +616,7 @@ func (h *Handler) authorize(out *http.Request, s *session.Session) error {
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	out.Header["Authorization"] = []string{"DPoP " + s.AccessToken}
+	out.Header["Authorization"] = []string{h.bound.header(s.AccessToken)}
 	out.Header[dpopKey] = []string{proof}
 	return nil
 }
