@@ -294,28 +294,55 @@ func TestFAPIClient(t *testing.T) {
 	}
 }
 
-func TestPARRequiredWithoutEndpoint(t *testing.T) {
-	s := newStrictProvider(t)
-	delete(s.f.extra, "pushed_authorization_request_endpoint")
-	s.fixURLs()
-	delete(s.f.extra, "pushed_authorization_request_endpoint")
+// TestUnfitProvider: discovery that cannot serve the configuration makes Run give up
+// with ErrProviderUnfit (serve then stops); a control case with everything offered
+// becomes ready.
+func TestUnfitProvider(t *testing.T) {
 	dk, _ := josekey.Generate(josekey.ES256)
 	proofer, _ := dpop.NewProofer(dk, nil)
 	kp, _ := session.GenerateKeyPair()
 	opts := session.CookieOptions{Keys: []session.KeyPair{kp}, Lifetime: time.Hour}
 	store, _ := session.NewCookieStore(opts)
 	logins, _ := session.NewLoginJar(opts)
-	for _, tc := range []struct{ par, profile string }{{"required", ""}, {"auto", "fapi2"}} {
-		a, _ := New(store, logins, session.NewCoordinator(session.CoordinatorOptions{}), Options{
-			Issuer: s.f.srv.URL, ClientID: "spa", TokenAuthMethod: "private_key_jwt", ClientKey: s.clientKey,
-			PAR: tc.par, Profile: tc.profile, DPoP: proofer, RedirectURL: "https://app.test/auth/callback",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	tests := []struct {
+		name, par, profile string
+		noPAR, noIss       bool
+		wantReady          bool
+	}{
+		{name: "par required, no PAR endpoint", par: "required", noPAR: true},
+		{name: "fapi2 makes auto required", par: "auto", profile: "fapi2", noPAR: true},
+		{name: "fapi2 without RFC 9207 iss", par: "required", profile: "fapi2", noIss: true},
+		{name: "control: fapi2, everything offered", par: "required", profile: "fapi2", wantReady: true},
+		{name: "control: auto without PAR endpoint", par: "auto", noPAR: true, wantReady: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStrictProvider(t)
+			s.fixURLs()
+			s.f.extra["id_token_signing_alg_values_supported"] = []string{"PS256"}
+			if tc.noPAR {
+				delete(s.f.extra, "pushed_authorization_request_endpoint")
+			}
+			if tc.noIss {
+				delete(s.f.extra, "authorization_response_iss_parameter_supported")
+			}
+			a, _ := New(store, logins, session.NewCoordinator(session.CoordinatorOptions{}), Options{
+				Issuer: s.f.srv.URL, ClientID: "spa", TokenAuthMethod: "private_key_jwt", ClientKey: s.clientKey,
+				PAR: tc.par, Profile: tc.profile, DPoP: proofer, RedirectURL: "https://app.test/auth/callback",
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.Run(ctx)
+			cancel()
+			if tc.wantReady {
+				if err != nil || !a.Ready() {
+					t.Fatalf("Run = %v, ready %v; want ready", err, a.Ready())
+				}
+				return
+			}
+			if !errors.Is(err, ErrProviderUnfit) || a.Ready() {
+				t.Errorf("Run = %v, want ErrProviderUnfit and not ready", err)
+			}
 		})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := a.Run(ctx)
-		cancel()
-		if !errors.Is(err, ErrProviderUnfit) || a.Ready() {
-			t.Errorf("Run with par %q profile %q = %v, want ErrProviderUnfit and not ready", tc.par, tc.profile, err)
-		}
 	}
 }
