@@ -81,9 +81,12 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		var e struct {
 			Error string `json:"error"`
 		}
-		if rerr != nil || json.Unmarshal(body, &e) != nil || e.Error != dpop.ErrUseNonce {
+		if rerr != nil {
+			return nil, fmt.Errorf("oauthagent: read %s answer: %w", kind, rerr)
+		}
+		if json.Unmarshal(body, &e) != nil || e.Error != dpop.ErrUseNonce {
 			res.Body = io.NopCloser(bytes.NewReader(body))
-			return res, rerr
+			return res, nil
 		}
 	}
 }
