@@ -35,6 +35,7 @@ type strictProvider struct {
 	mu         sync.Mutex
 	jtis       map[string]bool
 	nonce      string // the nonce a proof must carry; rotated by the test
+	rotate     bool   // a new nonce at every request: every proof is refused
 	nonceAsked map[string]int
 	pushed     map[string]url.Values // request_uri -> the pushed authorization request
 	calls      map[string]int
@@ -104,6 +105,9 @@ func (s *strictProvider) check(w http.ResponseWriter, r *http.Request, kind stri
 	_ = json.Unmarshal(pp, &pc)
 	if pc.HTM != "POST" || pc.HTU != s.f.srv.URL+r.URL.Path || pc.ATH != "" {
 		s.problem("%s: proof claims %+v", kind, pc)
+	}
+	if s.rotate {
+		s.nonce += "x"
 	}
 	if pc.Nonce != s.nonce {
 		s.nonceAsked[kind]++
@@ -271,6 +275,24 @@ func TestFAPIClient(t *testing.T) {
 	sess, _ = a.store.Load(context.Background(), withCookies(httptest.NewRequest(http.MethodGet, "https://app.test/auth/refresh", nil)))
 	if sess == nil || sess.TokenType != "DPoP" || sess.AccessToken != "at-refresh_token" {
 		t.Fatalf("session after refresh = %v; want the refreshed token, still DPoP", sess)
+	}
+
+	// A provider that asks for a new nonce again after the retry: exactly one retry, and
+	// the refresh fails as an outage (502), not as a dead refresh token: the session stays.
+	s.mu.Lock()
+	s.rotate = true
+	before := s.calls["token"]
+	s.mu.Unlock()
+	other := *sess
+	other.RefreshToken = "rt-not-spent-yet" // not served from the last refresh's grace entry
+	_, err = a.refresher.Refresh(context.Background(), &other)
+	s.mu.Lock()
+	s.rotate = false
+	retried := s.calls["token"] - before
+	s.calls["token"], s.nonceAsked["token"] = before, 2 // keep the counts below as they were
+	s.mu.Unlock()
+	if !errors.Is(err, session.ErrIdPUnavailable) || errors.Is(err, session.ErrRefreshDenied) || retried != 2 {
+		t.Fatalf("refresh against an always-new nonce = %v after %d token calls, want ErrIdPUnavailable after 2", err, retried)
 	}
 
 	// Logout: revocation authenticated the same way, with the latest nonce.
