@@ -15,6 +15,7 @@ var setupColor = map[string]string{
 	setupBareDefault: "#90a4ae",
 	setupBaseline:    "#a1887f",
 	setupCookie:      "#2e7d32",
+	setupDPoP:        "#6a1b9a",
 	setupQuiet:       "#66bb6a",
 	setupRedis:       "#1565c0",
 	setupO2P:         "#c62828",

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
+	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/session"
@@ -410,4 +412,27 @@ func benchTracing(b *testing.B, ratio string) *tracing.Tracing {
 	}
 	b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
 	return tr
+}
+
+// BenchmarkDPoPProof is the CPU a DPoP-bound request adds: one proof (a random jti, the
+// token's SHA-256 for ath, the signature) per upstream request.
+func BenchmarkDPoPProof(b *testing.B) {
+	for _, alg := range []string{josekey.EdDSA, josekey.ES256} {
+		b.Run(alg, func(b *testing.B) {
+			k, err := josekey.Generate(alg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := dpop.NewProofer(k, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := strings.Repeat("t", 1200)
+			loop(b, func() {
+				if _, err := p.Proof("GET", "http://127.0.0.1:9000/api/items", tok, ""); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
 }

@@ -74,10 +74,13 @@ const (
 	// version, to measure a change in the same interleaved run).
 	setupBaseline = "th-baseline"
 	setupRedis    = "th-redis"
-	setupO2P      = "oauth2-proxy"
+	// setupDPoP is cookie mode with oidc.dpop and a DPoP-bound session (EdDSA key): the
+	// same rounds as th-cookie, so the difference is the proof's cost per request.
+	setupDPoP = "th-dpop"
+	setupO2P  = "oauth2-proxy"
 )
 
-var allSetups = []string{setupUpstream, setupBare, setupBareDefault, setupBaseline, setupCookie, setupQuiet, setupRedis, setupO2P}
+var allSetups = []string{setupUpstream, setupBare, setupBareDefault, setupBaseline, setupCookie, setupDPoP, setupQuiet, setupRedis, setupO2P}
 
 func main() {
 	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "_") {
@@ -343,6 +346,23 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	// tokenhandler, cookie mode with DPoP: its sessions' tokens are bound to its key.
+	var thDPoP *thInstance
+	if o.setups[setupDPoP] {
+		dpopKey, err := writeDPoPKey(tmp)
+		if err != nil {
+			return err
+		}
+		thDPoP, err = startTokenhandler(ps, env.thBin, tmp, thConfig{
+			name: setupDPoP, issuer: d.Issuer, secret: d.ClientSecret, keys: keys, upstream: env.upstream, dpopKeyFile: dpopKey, env: o.thEnv,
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := thDPoP.ready(ctx, 30*time.Second); err != nil {
+			return err
+		}
+	}
 	var thBase *thInstance
 	if o.baseline != "" && o.setups[setupBaseline] {
 		logf("building the baseline tokenhandler from %s", o.baseline)
@@ -455,6 +475,15 @@ func run(ctx context.Context, o *options) error {
 			add(setupBaseline, thBase.URL, thBase.proc.Pid(), "Cookie: "+cookieHdr, csrf)
 		}
 		add(setupCookie, thCookie.URL, thCookie.proc.Pid(), "Cookie: "+cookieHdr, csrf)
+		var dpopHdr string
+		if thDPoP != nil {
+			bound := sessionFor(tok, idToken)
+			bound.TokenType = "DPoP"
+			if dpopHdr, err = storeCookies(ctx, cookieStore, bound); err != nil {
+				return err
+			}
+			add(setupDPoP, thDPoP.URL, thDPoP.proc.Pid(), "Cookie: "+dpopHdr, csrf)
+		}
 		if thQuiet != nil && sc.Name == "get-1.2k" {
 			add(setupQuiet, thQuiet.URL, thQuiet.proc.Pid(), "Cookie: "+cookieHdr, csrf)
 		}
@@ -478,6 +507,9 @@ func run(ctx context.Context, o *options) error {
 			return err
 		}
 		res.Notes[setupCookie] = fmt.Sprintf("Cookie header %d B", len(cookieHdr))
+		if dpopHdr != "" {
+			res.Notes[setupDPoP] = fmt.Sprintf("Cookie header %d B; DPoP-bound token, EdDSA proof per request", len(dpopHdr))
+		}
 		res.Notes[setupQuiet] = fmt.Sprintf("Cookie header %d B; log.level warn", len(cookieHdr))
 		res.Notes[setupBaseline] = fmt.Sprintf("Cookie header %d B; built from -baseline", len(cookieHdr))
 		res.Notes[setupBare] = fmt.Sprintf("Cookie header %d B (dropped), fixed Bearer set; %s as tokenhandler", len(cookieHdr), strings.Join(gcEnv(o.thEnv), " "))

@@ -42,7 +42,7 @@ func runRole(args []string) int {
 
 // serveUpstream is the API behind every proxy: it answers a small JSON body, after
 // reading the whole request body. It refuses (401) a request that carries neither a
-// Bearer token nor oauth2-proxy's X-Forwarded-Access-Token, so a proxy that forgot
+// Bearer token (or a DPoP token with a proof) nor oauth2-proxy's X-Forwarded-Access-Token, so a proxy that forgot
 // the token shows up as errors, not as speed. args: ADDR.
 func serveUpstream(args []string) error {
 	if len(args) != 1 {
@@ -51,7 +51,11 @@ func serveUpstream(args []string) error {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		auth := r.Header.Get("Authorization")
-		if (len(auth) < 8 || !strings.EqualFold(auth[:7], "bearer ")) && r.Header.Get("X-Forwarded-Access-Token") == "" {
+		bearer := len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ")
+		// A DPoP-bound token (th-dpop) comes with its proof; checking the proof is the
+		// API's work, not the proxy's, and is not measured here.
+		dpop := len(auth) > 5 && strings.EqualFold(auth[:5], "dpop ") && r.Header.Get("DPoP") != ""
+		if !bearer && !dpop && r.Header.Get("X-Forwarded-Access-Token") == "" {
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			w.WriteHeader(http.StatusUnauthorized)
 			return

@@ -18,6 +18,7 @@ import (
 	"github.com/tokenhandler/tokenhandler/session"
 
 	"github.com/tokenhandler/tokenhandler/internal/testbench"
+	"github.com/tokenhandler/tokenhandler/josekey"
 )
 
 // thInstance is one running tokenhandler.
@@ -37,9 +38,11 @@ type thConfig struct {
 	upstream string
 	redisURL string // non-empty: session.store redis
 	lifetime time.Duration
-	port     int      // public port; 0: a free one
-	logLevel string   // "": info, the default (one line per request)
-	env      []string // added to the process's environment
+	port     int    // public port; 0: a free one
+	logLevel string // "": info, the default (one line per request)
+	// dpopKeyFile, when set, turns oidc.dpop on with this key (dpop.key_file).
+	dpopKeyFile string
+	env         []string // added to the process's environment
 }
 
 // refreshPaths are the paths tokenhandler sets the refresh cookie on, with the one
@@ -98,6 +101,10 @@ func startTokenhandler(ps *procs, bin, dir string, c thConfig) (*thInstance, err
 	if c.redisURL != "" {
 		cfg["redis"] = map[string]any{"url": c.redisURL}
 	}
+	if c.dpopKeyFile != "" {
+		cfg["oidc"].(map[string]any)["dpop"] = true
+		cfg["dpop"] = map[string]any{"key_file": c.dpopKeyFile}
+	}
 	b, err := json.Marshal(cfg) // JSON is YAML
 	if err != nil {
 		return nil, err
@@ -111,6 +118,20 @@ func startTokenhandler(ps *procs, bin, dir string, c thConfig) (*thInstance, err
 		return nil, err
 	}
 	return &thInstance{name: c.name, URL: pub, Admin: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), proc: p}, nil
+}
+
+// writeDPoPKey writes a fresh Ed25519 DPoP key into dir and returns its path.
+func writeDPoPKey(dir string) (string, error) {
+	k, err := josekey.Generate(josekey.EdDSA)
+	if err != nil {
+		return "", err
+	}
+	b, err := k.PEM()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "dpop.pem")
+	return path, os.WriteFile(path, b, 0o600)
 }
 
 // ready waits for /readyz (the provider discovered, Redis reachable) and returns when

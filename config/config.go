@@ -34,6 +34,7 @@ type Config struct {
 	Redis   Redis   `yaml:"redis"`
 	// Routes are the proxied API prefixes. In the environment, TH_ROUTES is a JSON array.
 	Routes []Route `yaml:"routes"`
+	DPoP   DPoP    `yaml:"dpop"`
 	Server Server  `yaml:"server"`
 	Proxy  Proxy   `yaml:"proxy"`
 	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
@@ -59,9 +60,22 @@ type OIDC struct {
 	ClientSecret Secret `yaml:"client_secret"`
 	// ClientSecretFile names a file holding the client secret (whitespace trimmed).
 	ClientSecretFile string `yaml:"client_secret_file"`
-	// TokenAuthMethod is "client_secret_basic" or "client_secret_post".
-	TokenAuthMethod string   `yaml:"token_auth_method"`
-	Scopes          []string `yaml:"scopes"`
+	// TokenAuthMethod is "client_secret_basic", "client_secret_post" or
+	// "private_key_jwt" (RFC 7523, signed with ClientKeyFile; no client secret).
+	TokenAuthMethod string `yaml:"token_auth_method"`
+	// ClientKeyFile names the PEM private key of private_key_jwt: RSA (RS256, or PS256
+	// when the provider offers it), EC P-256 (ES256) or Ed25519 (EdDSA).
+	ClientKeyFile string `yaml:"client_key_file"`
+	// PAR is "auto" (push the authorization request, RFC 9126, when discovery advertises
+	// a pushed_authorization_request_endpoint), "required" (refuse to start without one)
+	// or "off".
+	PAR string `yaml:"par"`
+	// DPoP binds the session's tokens to dpop.key_file (RFC 9449): every token request
+	// carries a proof, and upstreams get "Authorization: DPoP" with a fresh proof.
+	DPoP bool `yaml:"dpop"`
+	// Profile "fapi2" refuses what the FAPI 2.0 Security Profile forbids; "" none.
+	Profile string   `yaml:"profile"`
+	Scopes  []string `yaml:"scopes"`
 	// IDTokenSigningAlgs restricts the ID token's alg. Empty: discovery's list
 	// intersected with {RS256, ES256, PS256}.
 	IDTokenSigningAlgs []string `yaml:"id_token_signing_algs"`
@@ -189,6 +203,14 @@ func (r *Route) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// DPoP is the key DPoP proofs are made with (oidc.dpop).
+type DPoP struct {
+	// KeyFile names a PEM private key, EC P-256 (ES256) or Ed25519 (EdDSA), shared by
+	// every replica. Empty: a key generated at start, fit for one replica only (the
+	// tokens of a session are bound to it, and a restart ends every session).
+	KeyFile string `yaml:"key_file"`
+}
+
 // Server is the public listener's limits. There is no write timeout: it would cut
 // streams (SSE, WebSocket, downloads).
 type Server struct {
@@ -309,6 +331,7 @@ func Default() *Config {
 		AuthPrefix:  "/auth",
 		OIDC: OIDC{
 			TokenAuthMethod: "client_secret_basic",
+			PAR:             "auto",
 			Scopes:          []string{"openid", "profile", "email", "offline_access"},
 			ErrorPath:       "/",
 			HTTPTimeout:     10 * time.Second,

@@ -13,17 +13,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
 // Allowed values, in the order messages list them.
 var (
-	tokenAuthMethods = []string{"client_secret_basic", "client_secret_post"}
-	signingAlgs      = []string{"RS256", "ES256", "PS256", "RS384", "RS512", "ES384", "ES512", "PS384", "PS512", "EdDSA"}
-	stores           = []string{"cookie", "redis"}
-	logLevels        = []string{"debug", "info", "warn", "error"}
-	logFormats       = []string{"json", "text"}
-	httpMethods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+	tokenAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
+	parModes         = []string{"auto", "required", "off"}
+	profiles         = []string{"", "fapi2"}
+	// fapi2Algs are the ID-token algorithms the FAPI 2.0 Security Profile allows.
+	fapi2Algs   = []string{"PS256", "ES256", "EdDSA"}
+	signingAlgs = []string{"RS256", "ES256", "PS256", "RS384", "RS512", "ES384", "ES512", "PS384", "PS512", "EdDSA"}
+	stores      = []string{"cookie", "redis"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"json", "text"}
+	httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )
 
 // problems collects Validate's findings, each naming its key and variable.
@@ -48,7 +53,8 @@ func (p *problems) addIndexed(key string, i int, sub, format string, args ...any
 //	oidc.issuer (TH_OIDC_ISSUER) is required
 //
 // Messages never contain a secret value. Validate reads the file system only to check that
-// static.dir, the TLS files and redis.tls_ca_file exist.
+// static.dir, the TLS files and redis.tls_ca_file exist, and to parse the private keys of
+// oidc.client_key_file and dpop.key_file.
 func (c *Config) Validate() error {
 	var p problems
 	c.validateServer(&p)
@@ -113,7 +119,12 @@ func (c *Config) validateOIDC(p *problems) {
 	if o.ClientID == "" {
 		p.add("oidc.client_id", "is required")
 	}
+	privateKeyJWT := o.TokenAuthMethod == "private_key_jwt"
 	switch {
+	case privateKeyJWT && (o.ClientSecret != "" || o.ClientSecretFile != ""):
+		p.add("oidc.client_secret", "must be empty with oidc.token_auth_method private_key_jwt: a client secret is never sent then")
+	case privateKeyJWT:
+		// No secret: the client authenticates with oidc.client_key_file.
 	case o.ClientSecret != "" && o.ClientSecretFile != "" && !c.fromFile.clientSecret:
 		p.add("oidc.client_secret", "and oidc.client_secret_file (TH_OIDC_CLIENT_SECRET_FILE) are both set: set one")
 	case o.ClientSecret == "" && o.ClientSecretFile != "":
@@ -124,6 +135,27 @@ func (c *Config) validateOIDC(p *problems) {
 	if !slices.Contains(tokenAuthMethods, o.TokenAuthMethod) {
 		p.add("oidc.token_auth_method", "must be one of %s, got %q", strings.Join(tokenAuthMethods, ", "), o.TokenAuthMethod)
 	}
+	switch {
+	case privateKeyJWT && o.ClientKeyFile == "":
+		p.add("oidc.client_key_file", "is required with oidc.token_auth_method private_key_jwt (tokenhandler keygen -client-key prints one)")
+	case !privateKeyJWT && o.ClientKeyFile != "":
+		p.add("oidc.client_key_file", "is set but oidc.token_auth_method is %q: set private_key_jwt, or remove the key", o.TokenAuthMethod)
+	case o.ClientKeyFile != "":
+		if _, err := josekey.Load(o.ClientKeyFile); err != nil {
+			p.add("oidc.client_key_file", "%v", err)
+		}
+	}
+	if !slices.Contains(parModes, o.PAR) {
+		p.add("oidc.par", "must be one of %s, got %q", strings.Join(parModes, ", "), o.PAR)
+	}
+	if c.DPoP.KeyFile != "" {
+		if k, err := josekey.Load(c.DPoP.KeyFile); err != nil {
+			p.add("dpop.key_file", "%v", err)
+		} else if k.Alg() != josekey.ES256 && k.Alg() != josekey.EdDSA {
+			p.add("dpop.key_file", "holds a key that signs %s: DPoP keys must be EC P-256 (ES256) or Ed25519 (EdDSA)", k.Alg())
+		}
+	}
+	c.validateProfile(p)
 	if !slices.Contains(o.Scopes, "openid") {
 		p.add("oidc.scopes", "must include openid")
 	}
@@ -158,6 +190,34 @@ func (c *Config) validateOIDC(p *problems) {
 			p.add("oidc.backchannel_base_url", "%v", err)
 		} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
 			p.add("oidc.backchannel_base_url", "must be scheme://host[:port] only: it replaces the scheme and host of the provider's URLs, whose paths are kept")
+		}
+	}
+}
+
+// validateProfile refuses what oidc.profile forbids. FAPI 2.0 Security Profile: no client
+// secrets, PAR, sender-constrained (DPoP) tokens, ID tokens signed PS256, ES256 or EdDSA.
+// (RFC 9207 iss is checked against discovery at start-up.)
+func (c *Config) validateProfile(p *problems) {
+	o := &c.OIDC
+	if !slices.Contains(profiles, o.Profile) {
+		p.add("oidc.profile", `must be "" or fapi2, got %q`, o.Profile)
+		return
+	}
+	if o.Profile != "fapi2" {
+		return
+	}
+	if o.TokenAuthMethod != "private_key_jwt" {
+		p.add("oidc.token_auth_method", "is %q, which oidc.profile fapi2 forbids: use private_key_jwt", o.TokenAuthMethod)
+	}
+	if o.PAR == "off" {
+		p.add("oidc.par", "is off, which oidc.profile fapi2 forbids: use required (or auto, which fapi2 makes required)")
+	}
+	if !o.DPoP {
+		p.add("oidc.dpop", "is false, which oidc.profile fapi2 forbids: FAPI 2.0 needs sender-constrained tokens")
+	}
+	for _, a := range o.IDTokenSigningAlgs {
+		if !slices.Contains(fapi2Algs, a) {
+			p.add("oidc.id_token_signing_algs", "has %q, which oidc.profile fapi2 forbids: allowed are %s", a, strings.Join(fapi2Algs, ", "))
 		}
 	}
 }
@@ -424,6 +484,9 @@ func (c *Config) Notes() []string {
 	}
 	if len(c.OIDC.IDTokenSigningAlgs) == 0 {
 		notes = append(notes, "oidc.id_token_signing_algs is empty: the provider's advertised algorithms among RS256, ES256, PS256 are accepted")
+	}
+	if c.OIDC.DPoP && c.DPoP.KeyFile == "" {
+		notes = append(notes, "oidc.dpop is true and dpop.key_file is empty: a DPoP key is generated at start, fit for one replica only (a restart ends every session)")
 	}
 	if c.OIDC.BackchannelBaseURL != "" {
 		notes = append(notes, "oidc.backchannel_base_url is set: tokenhandler fetches discovery, tokens, keys, userinfo and revocation from "+c.OIDC.BackchannelBaseURL+" instead of the issuer's host")

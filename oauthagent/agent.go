@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
+	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -28,10 +30,23 @@ type Options struct {
 	BackchannelBaseURL string // optional base for discovery and the back-channel endpoints
 	ClientID           string
 	ClientSecret       string
-	TokenAuthMethod    string   // "client_secret_basic" (default) or "client_secret_post"
-	Scopes             []string // nil: openid profile email offline_access
-	SigningAlgs        []string // nil: discovery's list ∩ {RS256, ES256, PS256}
-	RedirectURL        string   // public_url + auth prefix + "/callback"
+	TokenAuthMethod    string // "client_secret_basic" (default), "client_secret_post" or "private_key_jwt"
+	// ClientKey signs the private_key_jwt client assertions (RFC 7523); required with
+	// that method, which never sends ClientSecret.
+	ClientKey *josekey.Key
+	// PAR is "auto" ("" too: push the authorization request, RFC 9126, when discovery
+	// advertises a PAR endpoint), "required" (discovery without one is refused with
+	// ErrProviderUnfit) or "off".
+	PAR string
+	// DPoP, when set, puts a DPoP proof (RFC 9449) on every token, PAR and revocation
+	// request, and the session's tokens become DPoP-bound. nil: bearer tokens.
+	DPoP *dpop.Proofer
+	// Profile "fapi2": PAR is required, discovery must advertise RFC 9207 iss, and the
+	// default ID-token algorithms are PS256, ES256 and EdDSA. "": none.
+	Profile     string
+	Scopes      []string // nil: openid profile email offline_access
+	SigningAlgs []string // nil: discovery's list ∩ {RS256, ES256, PS256}
+	RedirectURL string   // public_url + auth prefix + "/callback"
 	// PostLogoutRedirectURL is where the provider sends the browser after logout.
 	PostLogoutRedirectURL string
 	ErrorPath             string // where a failed callback lands with auth_error; "" means "/"
@@ -77,6 +92,7 @@ type Agent struct {
 	now       func() time.Time
 	obs       Observer
 	forced    *web.Limiter // forced explicit refreshes: one per session per minute
+	nonces    dpop.Nonces  // the provider's latest DPoP-Nonce per origin
 }
 
 var errNotReady = errors.New("oauthagent: provider discovery has not succeeded yet")
@@ -86,6 +102,9 @@ var errNotReady = errors.New("oauthagent: provider discovery has not succeeded y
 func New(store session.Store, logins *session.LoginJar, coord *session.Coordinator, opts Options) (*Agent, error) {
 	if opts.Issuer == "" || opts.ClientID == "" || opts.RedirectURL == "" {
 		return nil, errors.New("oauthagent: Issuer, ClientID and RedirectURL are required")
+	}
+	if opts.TokenAuthMethod == "private_key_jwt" && opts.ClientKey == nil {
+		return nil, errors.New("oauthagent: private_key_jwt needs a ClientKey")
 	}
 	if opts.Scopes == nil {
 		opts.Scopes = []string{"openid", "profile", "email", "offline_access"}
@@ -113,6 +132,10 @@ func New(store session.Store, logins *session.LoginJar, coord *session.Coordinat
 	client := *opts.HTTPClient
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	opts.HTTPClient = &client
+	base := client.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -125,6 +148,7 @@ func New(store session.Store, logins *session.LoginJar, coord *session.Coordinat
 	a := &Agent{opts: opts, store: store, logins: logins, log: opts.Logger, now: opts.Now, obs: opts.Observer,
 		forced: web.NewLimiter(time.Minute, 100_000)}
 	a.refresher = &Refresher{agent: a, coord: coord}
+	client.Transport = &providerTransport{a: a, base: base}
 	return a, nil
 }
 
@@ -157,6 +181,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		err := a.Discover(ctx)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, ErrProviderUnfit) {
+			a.log.ErrorContext(ctx, "provider discovery: the provider cannot serve this configuration", "err", err)
+			return err
 		}
 		if attempt == 1 || attempt%100 == 0 {
 			a.log.WarnContext(ctx, "provider discovery failed; retrying", "attempt", attempt, "err", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -86,7 +87,7 @@ func (a *Agent) userinfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info, err := a.fetchUserinfo(ctx, p, s.AccessToken)
+	info, err := a.fetchUserinfo(ctx, p, s)
 	if err != nil {
 		return err
 	}
@@ -197,17 +198,9 @@ func (a *Agent) logoutURL(p *provider, s *session.Session) string {
 // revoke revokes a refresh token (RFC 7009), authenticating as the token endpoint does.
 func (a *Agent) revoke(ctx context.Context, p *provider, token string) error {
 	form := url.Values{"token": {token}, "token_type_hint": {"refresh_token"}}
-	if a.opts.TokenAuthMethod == "client_secret_post" {
-		form.Set("client_id", a.opts.ClientID)
-		form.Set("client_secret", a.opts.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.meta.RevocationEndpoint, strings.NewReader(form.Encode()))
+	req, err := a.clientRequest(ctx, p.meta.RevocationEndpoint, form)
 	if err != nil {
 		return fmt.Errorf("oauthagent: revoke: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if a.opts.TokenAuthMethod != "client_secret_post" {
-		req.SetBasicAuth(url.QueryEscape(a.opts.ClientID), url.QueryEscape(a.opts.ClientSecret))
 	}
 	resp, err := a.opts.HTTPClient.Do(req)
 	if err != nil {
@@ -218,6 +211,49 @@ func (a *Agent) revoke(ctx context.Context, p *provider, token string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("oauthagent: revoke: provider answered %s", resp.Status)
 	}
+	return nil
+}
+
+// clientRequest is a form POST to an endpoint that authenticates the client, as the token
+// endpoint does: client_secret_basic in Basic, client_secret_post in the form; for
+// private_key_jwt only client_id here, and providerTransport adds the assertion.
+func (a *Agent) clientRequest(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
+	switch a.opts.TokenAuthMethod {
+	case "client_secret_post":
+		form.Set("client_id", a.opts.ClientID)
+		form.Set("client_secret", a.opts.ClientSecret)
+	case "private_key_jwt":
+		form.Set("client_id", a.opts.ClientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if a.opts.TokenAuthMethod == "client_secret_basic" || a.opts.TokenAuthMethod == "" {
+		req.SetBasicAuth(url.QueryEscape(a.opts.ClientID), url.QueryEscape(a.opts.ClientSecret))
+	}
+	return req, nil
+}
+
+// authorize puts s's access token on a request to the provider: as Bearer, or for a
+// DPoP-bound token as "DPoP" with a fresh proof. A bound token is never sent as Bearer:
+// without a DPoP key it is not sent at all.
+func (a *Agent) authorize(req *http.Request, s *session.Session) error {
+	if !s.DPoPBound() {
+		req.Header.Set("Authorization", "Bearer "+s.AccessToken)
+		return nil
+	}
+	if a.opts.DPoP == nil {
+		return fmt.Errorf("%w: a DPoP-bound token, and oidc.dpop is off", session.ErrNoSession)
+	}
+	proof, err := a.opts.DPoP.Proof(req.Method, dpop.HTU(req.URL), s.AccessToken, a.nonces.Get(dpop.Origin(req.URL)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "DPoP "+s.AccessToken)
+	req.Header.Set(dpop.Header, proof)
 	return nil
 }
 
@@ -233,16 +269,33 @@ type userinfoResult struct {
 // fetchUserinfo calls the userinfo endpoint with the access token. A refusal or outage
 // wraps session.ErrIdPUnavailable; an answer that is not a JSON object with a sub wraps
 // errInvalidUserinfo.
-func (a *Agent) fetchUserinfo(ctx context.Context, p *provider, accessToken string) (*userinfoResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.meta.UserinfoEndpoint, nil)
-	if err != nil {
-		return nil, fmt.Errorf("oauthagent: userinfo: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("oauthagent: userinfo: %w: %w", session.ErrIdPUnavailable, err)
+//
+// A DPoP-bound token is sent as "Authorization: DPoP" with a proof (ath, the provider's
+// latest nonce); a use_dpop_nonce challenge is answered by one retry with the new nonce.
+func (a *Agent) fetchUserinfo(ctx context.Context, p *provider, s *session.Session) (*userinfoResult, error) {
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.meta.UserinfoEndpoint, nil)
+		if err != nil {
+			return nil, fmt.Errorf("oauthagent: userinfo: %w", err)
+		}
+		if err := a.authorize(req, s); err != nil {
+			return nil, fmt.Errorf("oauthagent: userinfo: %w", err)
+		}
+		req.Header.Set("Accept", "application/json")
+		resp, err = a.opts.HTTPClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("oauthagent: userinfo: %w: %w", session.ErrIdPUnavailable, err)
+		}
+		if !s.DPoPBound() {
+			break
+		}
+		a.nonces.Set(dpop.Origin(req.URL), resp.Header.Get(dpop.NonceHeader))
+		if _, ask := dpop.NonceChallenge(resp.Header.Values("WWW-Authenticate"), resp.Header.Get(dpop.NonceHeader)); !ask || attempt > 0 || resp.StatusCode != http.StatusUnauthorized {
+			break
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -1,10 +1,13 @@
 package oauthagent
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -90,6 +93,12 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("oauthagent: login: %w", err)
 	}
+	target := p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce))
+	if p.usePAR {
+		if target, err = a.pushAuthorization(r.Context(), p, target); err != nil {
+			return err
+		}
+	}
 	web.SetCookies(w, cookies)
 	// A sign-in replaces the session: the old session's cookies this request carries go
 	// now, since the callback will not see them to replace them.
@@ -97,7 +106,7 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 		web.SetCookies(w, c.Clear(r))
 	}
 	a.obs.Login("started")
-	http.Redirect(w, r, p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)), http.StatusFound)
+	http.Redirect(w, r, target, http.StatusFound)
 	return nil
 }
 
@@ -105,6 +114,44 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 // sign-in replaces them (session.CookieStore).
 type clearer interface {
 	Clear(r *http.Request) []*http.Cookie
+}
+
+// pushAuthorization pushes the authorization request of authURL (RFC 9126), client
+// authenticated, and returns the URL the browser is sent to: the authorization endpoint
+// with client_id and request_uri only. Nothing of the request travels through the
+// browser. A failure wraps session.ErrIdPUnavailable.
+func (a *Agent) pushAuthorization(ctx context.Context, p *provider, authURL string) (string, error) {
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return "", fmt.Errorf("oauthagent: par: %w", err)
+	}
+	form := u.Query()
+	req, err := a.clientRequest(ctx, p.meta.PAREndpoint, form)
+	if err != nil {
+		return "", fmt.Errorf("oauthagent: par: %w", err)
+	}
+	resp, err := a.opts.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("oauthagent: par: %w: %w", session.ErrIdPUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("oauthagent: par: %w: %w", session.ErrIdPUnavailable, err)
+	}
+	var par struct {
+		RequestURI string `json:"request_uri"`
+		ExpiresIn  int64  `json:"expires_in"`
+		Error      string `json:"error"`
+	}
+	_ = json.Unmarshal(body, &par)
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK || par.RequestURI == "" {
+		// Only the provider's error code is kept: its description may echo the request.
+		return "", fmt.Errorf("oauthagent: par: %w: provider answered %s %q", session.ErrIdPUnavailable, resp.Status, par.Error)
+	}
+	q := url.Values{"client_id": {a.opts.ClientID}, "request_uri": {par.RequestURI}}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // isPage reports whether a return_to path is a page of the SPA: not under the auth
@@ -256,13 +303,14 @@ func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
 		Email:        claims.Email,
 		IDToken:      rawID,
 		AccessToken:  tok.AccessToken,
+		TokenType:    a.tokenType(ctx, tok),
 		AccessIssued: now,
 		AccessExpiry: accessExpiry(tok),
 		RefreshToken: tok.RefreshToken,
 		Expiry:       now.Add(a.opts.Lifetime),
 	}
 	if (s.Name == "" || s.Email == "") && p.meta.UserinfoEndpoint != "" {
-		info, err := a.fetchUserinfo(ctx, p, s.AccessToken)
+		info, err := a.fetchUserinfo(ctx, p, s)
 		if err != nil {
 			if errors.Is(err, errInvalidUserinfo) {
 				return "", cookies, cbErr("invalid_userinfo", err)
@@ -286,6 +334,19 @@ func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
 	}
 	a.log.InfoContext(ctx, "signed in", "session", s)
 	return returnTo, append(cookies, sc...), nil
+}
+
+// tokenType is the session's TokenType for tok: "DPoP" when the provider bound it, ""
+// for a bearer token. A provider that answers a DPoP-proved request with a bearer token
+// did not bind it: the token is used as what it is, Bearer, and that is logged.
+func (a *Agent) tokenType(ctx context.Context, tok *oauth2.Token) string {
+	if session.IsDPoP(tok.TokenType) {
+		return "DPoP"
+	}
+	if a.opts.DPoP != nil {
+		a.log.WarnContext(ctx, "oidc.dpop is on but the provider issued a bearer token: it is not sender-constrained", "token_type", tok.TokenType)
+	}
+	return ""
 }
 
 // isOAuthError reports whether the token endpoint answered 4xx with an OAuth error body,

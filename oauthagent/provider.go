@@ -13,6 +13,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/tokenhandler/tokenhandler/josekey"
 )
 
 // defaultAlgs are the ID-token signing algorithms accepted when the configuration pins
@@ -28,6 +30,11 @@ type metadata struct {
 	JWKSURI                   string   `json:"jwks_uri"`
 	RevocationEndpoint        string   `json:"revocation_endpoint"`
 	EndSessionEndpoint        string   `json:"end_session_endpoint"`
+	IntrospectionEndpoint     string   `json:"introspection_endpoint"`
+	PAREndpoint               string   `json:"pushed_authorization_request_endpoint"`
+	RequirePAR                bool     `json:"require_pushed_authorization_requests"`
+	TokenAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	DPoPSigningAlgs           []string `json:"dpop_signing_alg_values_supported"`
 	SigningAlgs               []string `json:"id_token_signing_alg_values_supported"`
 	CodeChallengeMethods      []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIss  bool     `json:"authorization_response_iss_parameter_supported"`
@@ -43,7 +50,21 @@ type provider struct {
 	verifier *oidc.IDTokenVerifier
 	keys     *keySet // the provider's JWKS, refetched at most once per interval
 	algs     []string
+	// usePAR: the authorization request is pushed (RFC 9126) to meta.PAREndpoint.
+	usePAR bool
+	// clientAlg is the alg of private_key_jwt assertions ("": the key's own).
+	clientAlg string
+	// clientEndpoints: the endpoints that authenticate the client, by HTU, to their kind.
+	clientEndpoints map[string]string
 }
+
+// fapi2Algs are the ID-token algorithms FAPI 2.0 allows, the default under the profile.
+var fapi2Algs = []string{oidc.PS256, oidc.ES256, oidc.EdDSA}
+
+// ErrProviderUnfit means discovery succeeded but the provider cannot serve the
+// configuration (oidc.par required without a PAR endpoint, oidc.profile fapi2 without RFC
+// 9207 iss): retrying will not help, so Run gives up with it.
+var ErrProviderUnfit = errors.New("the provider cannot serve the configuration")
 
 // discover fetches the discovery document from the issuer (with BackchannelBaseURL set,
 // from the issuer's URL with its scheme and host replaced by the base's, and the endpoints
@@ -98,7 +119,7 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 	if back != nil {
 		// The browser keeps the published authorization and end-session endpoints; the
 		// endpoints tokenhandler calls itself go through the back-channel base.
-		for _, e := range []*string{&m.TokenEndpoint, &m.JWKSURI, &m.UserinfoEndpoint, &m.RevocationEndpoint} {
+		for _, e := range []*string{&m.TokenEndpoint, &m.JWKSURI, &m.UserinfoEndpoint, &m.RevocationEndpoint, &m.IntrospectionEndpoint, &m.PAREndpoint} {
 			if *e == "" {
 				continue
 			}
@@ -108,13 +129,37 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 		}
 	}
 
+	fapi2 := o.Profile == "fapi2"
+	usePAR := m.PAREndpoint != "" && o.PAR != "off"
+	switch {
+	case (o.PAR == "required" || fapi2) && m.PAREndpoint == "":
+		return nil, fmt.Errorf("oauthagent: discovery: %w: oidc.par is required (or oidc.profile fapi2) but the provider advertises no pushed_authorization_request_endpoint", ErrProviderUnfit)
+	case m.RequirePAR && !usePAR:
+		return nil, fmt.Errorf("oauthagent: discovery: %w: the provider requires pushed authorization requests but oidc.par is off", ErrProviderUnfit)
+	case fapi2 && !m.AuthorizationResponseIss:
+		return nil, fmt.Errorf("oauthagent: discovery: %w: oidc.profile fapi2 needs RFC 9207 iss, which the provider does not advertise (authorization_response_iss_parameter_supported)", ErrProviderUnfit)
+	}
+	clientAlg := ""
+	if o.ClientKey != nil && (o.ClientKey.Alg() == josekey.RS256 || o.ClientKey.Alg() == josekey.PS256) {
+		// An RSA key signs PS256 where the provider offers it (FAPI 2.0 wants it), RS256
+		// otherwise.
+		clientAlg = josekey.RS256
+		if slices.Contains(m.TokenAuthSigningAlgs, josekey.PS256) || (fapi2 && len(m.TokenAuthSigningAlgs) == 0) {
+			clientAlg = josekey.PS256
+		}
+	}
+
 	algs := o.SigningAlgs
+	accepted := defaultAlgs
+	if fapi2 {
+		accepted = fapi2Algs
+	}
 	if len(algs) == 0 {
 		offered := m.SigningAlgs
 		if len(offered) == 0 {
 			offered = []string{oidc.RS256} // OIDC Discovery: RS256 is the default
 		}
-		for _, a := range defaultAlgs {
+		for _, a := range accepted {
 			if slices.Contains(offered, a) {
 				algs = append(algs, a)
 			}
@@ -128,15 +173,22 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 	// once per interval (go-oidc's RemoteKeySet refetches for every unknown key).
 	keys := newKeySet(m.JWKSURI, o.HTTPClient, o.Now)
 
-	style := oauth2.AuthStyleInHeader
-	if o.TokenAuthMethod == "client_secret_post" {
+	style, secret := oauth2.AuthStyleInHeader, o.ClientSecret
+	switch o.TokenAuthMethod {
+	case "client_secret_post":
 		style = oauth2.AuthStyleInParams
+	case "private_key_jwt":
+		// client_id in the form and no secret: providerTransport adds the assertion.
+		style, secret = oauth2.AuthStyleInParams, ""
 	}
 	return &provider{
-		meta: m,
+		meta:            m,
+		usePAR:          usePAR,
+		clientAlg:       clientAlg,
+		clientEndpoints: clientEndpoints(&m),
 		oauth2: &oauth2.Config{
 			ClientID:     o.ClientID,
-			ClientSecret: o.ClientSecret,
+			ClientSecret: secret,
 			RedirectURL:  o.RedirectURL,
 			Scopes:       o.Scopes,
 			Endpoint: oauth2.Endpoint{

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -61,6 +62,7 @@ func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.S
 	}
 	ns := *s
 	ns.AccessToken = toks.AccessToken
+	ns.TokenType = toks.TokenType
 	ns.AccessIssued = toks.AccessIssued
 	ns.AccessExpiry = toks.AccessExpiry
 	ns.RefreshToken = toks.RefreshToken
@@ -89,6 +91,7 @@ func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) 
 	now := a.now()
 	t = &session.Tokens{
 		AccessToken:  tok.AccessToken,
+		TokenType:    a.tokenType(ctx, tok),
 		AccessIssued: now,
 		AccessExpiry: accessExpiry(tok),
 		RefreshToken: tok.RefreshToken,
@@ -111,6 +114,11 @@ func (r *Refresher) spend(ctx context.Context, p *provider, s *session.Session) 
 func classifyRefreshError(ctx context.Context, a *Agent, err error) error {
 	var rerr *oauth2.RetrieveError
 	if errors.As(err, &rerr) && rerr.Response != nil && rerr.Response.StatusCode/100 == 4 && rerr.ErrorCode != "" {
+		if rerr.ErrorCode == dpop.ErrUseNonce || rerr.ErrorCode == "invalid_dpop_proof" {
+			// Our proof was refused (a nonce asked for again after the one retry): the
+			// refresh token was not judged, so the session stays.
+			return fmt.Errorf("oauthagent: refresh: %w: %s", session.ErrIdPUnavailable, rerr.ErrorCode)
+		}
 		if rerr.ErrorCode == "invalid_client" {
 			a.log.ErrorContext(ctx, "the provider refused tokenhandler's client credentials (invalid_client): check oidc.client_id and oidc.client_secret")
 			return fmt.Errorf("oauthagent: refresh: %w: invalid_client", session.ErrIdPUnavailable)

@@ -30,6 +30,7 @@ type fakeProvider struct {
 	userinfo      func(w http.ResponseWriter, r *http.Request) // nil: no userinfo_endpoint
 	extra         map[string]any                               // more discovery metadata
 	down          atomic.Bool                                  // answer 503 to everything
+	routes        map[string]http.HandlerFunc                  // more endpoints, by path
 }
 
 func newFakeProvider(t *testing.T) *fakeProvider {
@@ -64,6 +65,10 @@ func newFakeProvider(t *testing.T) *fakeProvider {
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if h := f.routes[r.URL.Path]; h != nil {
+			h(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -8,9 +8,11 @@ import "sync"
 // garbage collector to sweep. Its memory is bounded: when the values it holds pass
 // maxBearerBytes it starts over.
 type bearerCache struct {
-	mu    sync.Mutex
-	m     map[string]string // token -> "Bearer " + token
-	bytes int
+	// scheme starts every value, with its space; "" means "Bearer ".
+	scheme string
+	mu     sync.Mutex
+	m      map[string]string // token -> "Bearer " + token
+	bytes  int
 }
 
 // maxBearerBytes bounds the tokens and values a bearerCache holds: about 1 600 sessions'
@@ -23,7 +25,11 @@ func (c *bearerCache) header(token string) string {
 	if v, ok := c.m[token]; ok {
 		return v
 	}
-	v := "Bearer " + token
+	scheme := c.scheme
+	if scheme == "" {
+		scheme = "Bearer "
+	}
+	v := scheme + token
 	if c.m == nil || c.bytes+2*len(v) > maxBearerBytes {
 		c.m, c.bytes = make(map[string]string), 0
 	}

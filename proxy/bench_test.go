@@ -48,17 +48,20 @@ func BenchmarkProxy(b *testing.B) {
 	target, _ := url.Parse(up.URL)
 	now := time.Now()
 
+	proofer := newProofer(b)
 	for _, size := range []struct {
-		name string
-		n    int
-	}{{"token=1.2KB", 1200}, {"token=3KB", 3000}} {
+		name      string
+		n         int
+		tokenType string // "DPoP": a bound token, a proof per request (EdDSA)
+	}{{"token=1.2KB", 1200, ""}, {"token=3KB", 3000, ""}, {"token=1.2KB/dpop=EdDSA", 1200, "DPoP"}} {
 		b.Run(size.name, func(b *testing.B) {
 			tok := jwtLike(size.n)
 			s := &session.Session{
-				ID: "sid", Subject: "alice", AccessToken: tok, RefreshToken: "rt",
+				ID: "sid", Subject: "alice", AccessToken: tok, RefreshToken: "rt", TokenType: size.tokenType,
 				AccessIssued: now, AccessExpiry: now.Add(time.Hour), Expiry: now.Add(12 * time.Hour),
 			}
 			h, err := New(staticStore{s}, &fakeTokens{}, Options{
+				DPoP:        proofer,
 				Routes:      []Route{{Path: "/api/", Upstream: target}},
 				RefreshSkew: 30 * time.Second,
 				CSRF:        &web.CSRF{PublicOrigin: publicOrigin},

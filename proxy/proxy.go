@@ -5,7 +5,9 @@
 // tokenhandler's cookies kept from upstreams and upstreams kept from setting them,
 // X-Forwarded-* only from trusted proxies, no protocol switch but WebSocket), streaming and
 // WebSocket pass-through, and transparent refresh: proactive before forwarding an expiring
-// token, reactive once after an upstream's 401 when the request can be replayed.
+// token, reactive once after an upstream's 401 when the request can be replayed. A
+// DPoP-bound token goes as "Authorization: DPoP" with a fresh proof per upstream request,
+// and an upstream's use_dpop_nonce challenge is answered by one retry with its nonce.
 //
 // It does not own the session cookies (package session reads and writes them), the token
 // endpoint (the Tokens it is given, in practice oauthagent.Refresher, refreshes and
@@ -30,6 +32,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -59,6 +62,10 @@ type Options struct {
 	// OwnCookie reports whether a cookie name is tokenhandler's (session.CookieNames.Owns).
 	// Required: those cookies never reach an upstream, and an upstream never sets them.
 	OwnCookie func(name string) bool
+	// DPoP makes the proofs of DPoP-bound session tokens: such a token is forwarded as
+	// "Authorization: DPoP" with a fresh proof per upstream request (RFC 9449). nil: a
+	// bound session cannot be used (401), for it is never forwarded as Bearer.
+	DPoP *dpop.Proofer
 	// Transport sends upstream requests. nil: DefaultTransport().
 	Transport http.RoundTripper
 	// Tracer, when set, records a span for the session's load and one for each refresh
@@ -102,6 +109,9 @@ type Handler struct {
 	rp      *httputil.ReverseProxy
 	limiter *web.Limiter
 	bearers bearerCache
+	dpop    *dpop.Proofer // nil: no DPoP
+	bound   bearerCache   // "DPoP " + token
+	nonces  dpop.Nonces   // the upstreams' latest DPoP-Nonce per origin
 	// replayMem bounds all replay buffers together.
 	replayMem *memBudget
 	tracer    trace.Tracer // nil: no spans
@@ -157,6 +167,8 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		limiter:    web.NewLimiter(reactiveWindow, maxReactiveEntries),
 		replayMem:  &memBudget{max: opts.ReplayMemory},
 		tracer:     opts.Tracer,
+		dpop:       opts.DPoP,
+		bound:      bearerCache{scheme: "DPoP "},
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
@@ -242,6 +254,7 @@ type exchange struct {
 	replayable bool
 	body       *replayBody // the buffered body of a replayable request; nil: none
 	refreshed  bool        // this request refreshed (its response carries new cookies)
+	authErr    error       // making the upstream's Authorization failed (a DPoP proof)
 	pending    []*http.Cookie
 	start      time.Time
 	ctx        exchangeCtx // the forwarded request's context, which carries x
@@ -357,6 +370,8 @@ func (h *Handler) load(ctx context.Context, x *exchange, now time.Time) error {
 		return fmt.Errorf("proxy: load session: %w: no access token", session.ErrNoSession)
 	case s.Expired(now):
 		return fmt.Errorf("proxy: load session: %w: past its lifetime", session.ErrNoSession)
+	case s.DPoPBound() && h.dpop == nil:
+		return fmt.Errorf("proxy: load session: %w: a DPoP-bound token, and no DPoP key", session.ErrNoSession)
 	}
 	x.sess = s
 	return nil
@@ -449,7 +464,8 @@ func (h *Handler) refresh(ctx context.Context, x *exchange, trigger string) ([]*
 }
 
 // rewrite builds the upstream request: exact path, our forwarding headers, no
-// tokenhandler cookie, and our Bearer token in place of whatever the client sent.
+// tokenhandler cookie, and our token (Bearer, or DPoP with its proof) in place of whatever
+// the client sent.
 // ReverseProxy has already removed hop-by-hop headers (including any that the client's
 // Connection header named), so nothing set here can be stripped afterwards.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
@@ -462,9 +478,34 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	setForwarded(pr, h.trusted, h.public)
 	dropSmuggledHeaders(out.Header)
 	stripOwnCookies(out.Header, h.own)
-	delete(out.Header, "Authorization")
-	out.Header["Authorization"] = []string{h.bearers.header(x.sess.AccessToken)}
+	x.authErr = h.authorize(out, x.sess)
 }
+
+// authorize replaces out's Authorization (and any client-sent DPoP header) with s's
+// token: "Bearer <token>", or for a DPoP-bound token "DPoP <token>" and a fresh proof
+// for out's method and URL exactly as the upstream sees it (no query), with the
+// upstream origin's latest nonce. A bound token is never sent as Bearer.
+func (h *Handler) authorize(out *http.Request, s *session.Session) error {
+	delete(out.Header, "Authorization")
+	delete(out.Header, dpopKey)
+	if !s.DPoPBound() {
+		out.Header["Authorization"] = []string{h.bearers.header(s.AccessToken)}
+		return nil
+	}
+	if h.dpop == nil { // load refuses such a session; kept as a guard
+		return fmt.Errorf("proxy: %w: a DPoP-bound token, and no DPoP key", session.ErrNoSession)
+	}
+	proof, err := h.dpop.Proof(out.Method, dpop.HTU(out.URL), s.AccessToken, h.nonces.Get(dpop.Origin(out.URL)))
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	out.Header["Authorization"] = []string{h.bound.header(s.AccessToken)}
+	out.Header[dpopKey] = []string{proof}
+	return nil
+}
+
+// dpopKey is the DPoP header's name as net/http canonicalises it.
+var dpopKey = http.CanonicalHeaderKey(dpop.Header)
 
 // modifyResponse keeps upstreams from setting tokenhandler's cookies and adds the cookies
 // of a reactive refresh.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/tokenhandler/tokenhandler/dpop"
 )
 
 // transport sends the upstream request under the route's header timeout and, after an
@@ -22,7 +24,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if x == nil {
 		return nil, errors.New("proxy: upstream request without exchange")
 	}
+	if x.authErr != nil {
+		return nil, x.authErr
+	}
 	res, err := t.send(req, x)
+	if err == nil && x.sess.DPoPBound() {
+		res, err = t.retryWithNonce(req, x, res)
+	}
 	if err != nil || !t.h.reactive(x, res) {
 		return res, err
 	}
@@ -37,12 +45,50 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 
+	retry, err := t.replay(req, x)
+	if err != nil {
+		return nil, err
+	}
+	return t.send(retry, x)
+}
+
+// replay is req again with x's current token (and a fresh DPoP proof) and the replay
+// buffer's body from its start.
+func (t *transport) replay(req *http.Request, x *exchange) (*http.Request, error) {
 	retry := req.Clone(req.Context())
-	retry.Header.Set("Authorization", "Bearer "+x.sess.AccessToken)
+	if err := t.h.authorize(retry, x.sess); err != nil {
+		return nil, err
+	}
 	if x.body != nil {
 		retry.Body = x.body.reader()
 	}
-	return t.send(retry, x)
+	return retry, nil
+}
+
+// retryWithNonce keeps the upstream's latest DPoP-Nonce and, when its answer is a 401
+// use_dpop_nonce challenge to a replayable request, retries once with that nonce under
+// the body replay rules of the reactive refresh.
+func (t *transport) retryWithNonce(req *http.Request, x *exchange, res *http.Response) (*http.Response, error) {
+	origin := dpop.Origin(req.URL)
+	nonce := res.Header.Get(dpop.NonceHeader)
+	t.h.nonces.Set(origin, nonce)
+	if res.StatusCode != http.StatusUnauthorized || !x.replayable {
+		return res, nil
+	}
+	if _, ok := dpop.NonceChallenge(res.Header["Www-Authenticate"], nonce); !ok {
+		return res, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	retry, err := t.replay(req, x)
+	if err != nil {
+		return nil, err
+	}
+	res, err = t.send(retry, x)
+	if err == nil {
+		t.h.nonces.Set(origin, res.Header.Get(dpop.NonceHeader))
+	}
+	return res, err
 }
 
 // reactive reports whether res is a 401 that a refresh and one retry may cure, and if so
@@ -54,7 +100,13 @@ func (h *Handler) reactive(x *exchange, res *http.Response) bool {
 	}
 	// No error means "no token / expired"; invalid_token is the only error a new token
 	// cures (insufficient_scope and invalid_request are not).
-	if e := bearerError(res.Header["Www-Authenticate"]); e != "" && e != "invalid_token" {
+	e := bearerError(res.Header["Www-Authenticate"])
+	if x.sess.DPoPBound() {
+		// A bound token is challenged under DPoP; use_dpop_nonce is not cured by a new
+		// token (retryWithNonce answered it).
+		e = dpop.ChallengeError(res.Header["Www-Authenticate"], "DPoP")
+	}
+	if e != "" && e != "invalid_token" {
 		return false
 	}
 	return h.limiter.Allow(x.sess.ID, h.now())

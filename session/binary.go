@@ -13,6 +13,11 @@ import (
 // seconds and a uvarint of nanoseconds. No reflection: opening the cookies of a request is
 // on every proxied call's path, and gob or encoding/json would cost more than the crypto.
 //
+// A field added later is optional and last: written only when it is not empty, read only
+// when bytes remain, so that payloads written before it still open (the token type of
+// the access cookie, the grace entry and the Redis record: "" is Bearer, "DPoP" a bound
+// token).
+//
 // A reader refuses an unknown format or kind, a length beyond the input, an over-long
 // varint, nanoseconds outside [0, 1e9) and trailing bytes; it never panics.
 
@@ -72,6 +77,7 @@ type accessPayload struct {
 	Expiry        time.Time
 	SessionID     string
 	SessionExpiry time.Time
+	TokenType     string // optional, last: "" is Bearer
 }
 
 func (p *accessPayload) AppendBinary(b []byte) ([]byte, error) {
@@ -80,7 +86,8 @@ func (p *accessPayload) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, p.Issued)
 	b = appendTime(b, p.Expiry)
 	b = appendString(b, p.SessionID)
-	return appendTime(b, p.SessionExpiry), nil
+	b = appendTime(b, p.SessionExpiry)
+	return appendOptional(b, p.TokenType), nil
 }
 
 func (p *accessPayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
@@ -92,6 +99,7 @@ func (p *accessPayload) unmarshalString(data string) error {
 	p.Expiry = d.time()
 	p.SessionID = d.string()
 	p.SessionExpiry = d.time()
+	p.TokenType = d.optional()
 	return d.finish()
 }
 
@@ -188,7 +196,8 @@ func (p *gracePayload) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, p.AccessIssued)
 	b = appendTime(b, p.AccessExpiry)
 	b = appendString(b, p.RefreshToken)
-	return appendString(b, p.IDToken), nil
+	b = appendString(b, p.IDToken)
+	return appendOptional(b, p.TokenType), nil
 }
 
 func (p *gracePayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
@@ -200,6 +209,7 @@ func (p *gracePayload) unmarshalString(data string) error {
 	p.AccessExpiry = d.time()
 	p.RefreshToken = d.string()
 	p.IDToken = d.string()
+	p.TokenType = d.optional()
 	return d.finish()
 }
 
@@ -214,6 +224,14 @@ func appendUvarint(b []byte, v uint64) []byte {
 func appendString(b []byte, s string) []byte {
 	b = appendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// appendOptional appends an optional last field: nothing when s is empty.
+func appendOptional(b []byte, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendString(b, s)
 }
 
 func appendTime(b []byte, t time.Time) []byte {
@@ -290,6 +308,14 @@ func (d *decoder) string() string {
 	s := d.s[d.pos : d.pos+int(n)]
 	d.pos += int(n)
 	return s
+}
+
+// optional reads an optional last field: "" when no bytes remain.
+func (d *decoder) optional() string {
+	if d.err != nil || d.pos == len(d.s) {
+		return ""
+	}
+	return d.string()
 }
 
 func (d *decoder) time() time.Time {

@@ -156,3 +156,38 @@ func FuzzDeserialize(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenTypeIsOptionalAndLast proves the compatibility of the token type: a payload
+// written before it (no trailing field) opens as a bearer token, a bound one keeps
+// "DPoP", and a bearer payload is byte-for-byte what it was before the field existed.
+func TestTokenTypeIsOptionalAndLast(t *testing.T) {
+	tm := time.Unix(1_700_000_000, 5).UTC()
+	old := &accessPayload{Token: "at", Issued: tm, Expiry: tm, SessionID: "s", SessionExpiry: tm}
+	oldBytes, _ := old.AppendBinary(nil)
+	// The format as it was: format, kind, token, issued, expiry, session id, expiry.
+	want := append([]byte{formatV1, kindAccess}, appendString(nil, "at")...)
+	want = appendTime(appendTime(want, tm), tm)
+	want = appendTime(appendString(want, "s"), tm)
+	if string(oldBytes) != string(want) {
+		t.Fatalf("a bearer access payload changed its encoding: %x, want %x", oldBytes, want)
+	}
+	var got accessPayload
+	if err := got.UnmarshalBinary(oldBytes); err != nil || got.TokenType != "" {
+		t.Fatalf("old payload: TokenType %q, err %v", got.TokenType, err)
+	}
+	bound := *old
+	bound.TokenType = "DPoP"
+	b, _ := bound.AppendBinary(nil)
+	if err := got.UnmarshalBinary(b); err != nil || got != bound {
+		t.Fatalf("bound payload round trip = %+v, %v; want %+v", got, err, bound)
+	}
+	if err := got.UnmarshalBinary(append(b, 0)); err == nil {
+		t.Error("a byte after the optional field was accepted")
+	}
+	g := &gracePayload{AccessToken: "a", RefreshToken: "r", TokenType: "DPoP"}
+	gb, _ := g.AppendBinary(nil)
+	var g2 gracePayload
+	if err := g2.UnmarshalBinary(gb); err != nil || g2.TokenType != "DPoP" {
+		t.Errorf("grace payload TokenType = %q, %v", g2.TokenType, err)
+	}
+}

@@ -172,6 +172,7 @@ func (s *CookieStore) Load(ctx context.Context, r *http.Request) (*Session, erro
 		Email:        id.Email,
 		IDToken:      id.Token,
 		AccessToken:  at.Token,
+		TokenType:    at.TokenType,
 		AccessIssued: at.Issued,
 		AccessExpiry: at.Expiry,
 		RefreshToken: rt.Token,
@@ -271,6 +272,7 @@ func (s *CookieStore) Save(ctx context.Context, r *http.Request, sess *Session) 
 		Expiry:        sess.AccessExpiry,
 		SessionID:     sess.ID,
 		SessionExpiry: sess.Expiry,
+		TokenType:     sess.TokenType,
 	})
 	if err != nil {
 		return nil, err

@@ -14,7 +14,10 @@ import (
 
 // Tokens is what a refresh yields. It never reaches a log: LogValue reports expiries only.
 type Tokens struct {
-	AccessToken  string
+	AccessToken string
+	// TokenType is the access token's token_type as the session keeps it ("" Bearer,
+	// "DPoP" bound).
+	TokenType    string
 	AccessIssued time.Time
 	AccessExpiry time.Time
 	// RefreshToken is the rotated refresh token, or the old one when the provider returned

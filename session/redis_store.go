@@ -152,7 +152,8 @@ func (p *record) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, p.AccessIssued)
 	b = appendTime(b, p.AccessExpiry)
 	b = appendString(b, p.RefreshToken)
-	return appendTime(b, p.Expiry), nil
+	b = appendTime(b, p.Expiry)
+	return appendOptional(b, p.TokenType), nil
 }
 
 func (p *record) UnmarshalBinary(data []byte) error {
@@ -167,6 +168,7 @@ func (p *record) UnmarshalBinary(data []byte) error {
 	p.AccessExpiry = d.time()
 	p.RefreshToken = d.string()
 	p.Expiry = d.time()
+	p.TokenType = d.optional()
 	return d.finish()
 }
 

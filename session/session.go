@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -49,6 +50,10 @@ type Session struct {
 	IDToken string // raw ID token (JWT)
 
 	AccessToken string
+	// TokenType is the access token's type: "" (or "Bearer") for a bearer token, "DPoP"
+	// for a token bound to tokenhandler's DPoP key (RFC 9449), which is never sent as
+	// Bearer. A refresh keeps the binding.
+	TokenType string
 	// AccessIssued and AccessExpiry bound the access token's lifetime; the effective
 	// refresh skew is min(refresh_skew, (AccessExpiry-AccessIssued)/2).
 	AccessIssued time.Time
@@ -73,6 +78,12 @@ func (s *Session) LogValue() slog.Value {
 		slog.Time("expiry", s.Expiry),
 	)
 }
+
+// DPoPBound reports whether the access token is DPoP-bound.
+func (s *Session) DPoPBound() bool { return IsDPoP(s.TokenType) }
+
+// IsDPoP reports whether a token_type names a DPoP-bound token.
+func IsDPoP(tokenType string) bool { return strings.EqualFold(tokenType, "DPoP") }
 
 // Expired reports whether the session's absolute lifetime has passed at now.
 func (s *Session) Expired(now time.Time) bool { return !now.Before(s.Expiry) }

@@ -7,6 +7,8 @@
 //	tokenhandler [serve] [--config FILE]    run (the default command)
 //	tokenhandler check-config [--config FILE]
 //	tokenhandler keygen                     print a fresh key pair for cookies.keys
+//	tokenhandler keygen -client-key PS256   print a private_key_jwt key (its JWK on stderr)
+//	tokenhandler keygen -dpop-key EdDSA     print a DPoP key
 //	tokenhandler version
 //
 // The configuration is a YAML file and TH_* environment variables (see package config).
@@ -22,10 +24,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/session"
 )
@@ -83,6 +87,12 @@ Commands:
                    --config FILE
   keygen         print a fresh cookie key pair ("<hash key>:<block key>", base64)
                  for cookies.keys
+                   -client-key ALG  instead, a PEM private key for oidc.client_key_file
+                                    (PS256, RS256, ES256 or EdDSA); its public JWK, to
+                                    register at the provider, goes to stderr
+                   -dpop-key ALG    instead, a PEM private key for dpop.key_file
+                                    (ES256 or EdDSA)
+                   -public-jwk FILE instead, the public JWK of a PEM private key
   version        print the version
   help           print this help
 
@@ -111,10 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, environ
 	case "check-config":
 		return runCheckConfig(args, getenv, environ, stdout, stderr)
 	case "keygen":
-		if err := parseFlags(flag.NewFlagSet("keygen", flag.ContinueOnError), args, stderr); err != nil {
-			return err
-		}
-		return keygen(stdout)
+		return runKeygen(args, stdout, stderr)
 	case "version":
 		if err := parseFlags(flag.NewFlagSet("version", flag.ContinueOnError), args, stderr); err != nil {
 			return err
@@ -269,6 +276,63 @@ func runCheckConfig(args []string, getenv func(string) string, environ []string,
 	return nil
 }
 
+// runKeygen prints a cookie key pair, or with a flag a JOSE private key or a public JWK.
+func runKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	clientKey := fs.String("client-key", "", "print a PEM private key for oidc.client_key_file: PS256, RS256, ES256 or EdDSA")
+	dpopKey := fs.String("dpop-key", "", "print a PEM private key for dpop.key_file: ES256 or EdDSA")
+	publicJWK := fs.String("public-jwk", "", "print the public JWK of this PEM private key file")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	set := 0
+	for _, v := range []string{*clientKey, *dpopKey, *publicJWK} {
+		if v != "" {
+			set++
+		}
+	}
+	switch {
+	case set > 1:
+		return &usageError{msg: "keygen: give at most one of -client-key, -dpop-key, -public-jwk"}
+	case *clientKey != "":
+		return keygenJOSE(*clientKey, []string{josekey.PS256, josekey.RS256, josekey.ES256, josekey.EdDSA}, stdout, stderr)
+	case *dpopKey != "":
+		return keygenJOSE(*dpopKey, []string{josekey.ES256, josekey.EdDSA}, stdout, nil)
+	case *publicJWK != "":
+		k, err := josekey.Load(*publicJWK)
+		if err != nil {
+			return fmt.Errorf("keygen: %w", err)
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", k.RegistrationJWK())
+		return err
+	}
+	return keygen(stdout)
+}
+
+// keygenJOSE prints a fresh PEM private key for alg and, when jwkOut is set, its public
+// JWK (with kid = the RFC 7638 thumbprint) there.
+func keygenJOSE(alg string, allowed []string, stdout, jwkOut io.Writer) error {
+	if !slices.Contains(allowed, alg) {
+		return &usageError{msg: fmt.Sprintf("keygen: algorithm %q is not one of %s", alg, strings.Join(allowed, ", "))}
+	}
+	k, err := josekey.Generate(alg)
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	b, err := k.PEM()
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if _, err := stdout.Write(b); err != nil {
+		return err
+	}
+	if jwkOut != nil {
+		_, err = fmt.Fprintf(jwkOut, "public JWK to register at the provider (kid = RFC 7638 thumbprint):\n%s\n", k.RegistrationJWK())
+	}
+	return err
+}
+
+// keygen prints a fresh key pair in the form config.ParseKey reads.
 // keygen prints a fresh key pair in the form session.ParseKeyPair reads (the parser
 // config validation and start-up use).
 func keygen(stdout io.Writer) error {

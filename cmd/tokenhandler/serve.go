@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/dpop"
+	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/metrics"
 	"github.com/tokenhandler/tokenhandler/oauthagent"
 	"github.com/tokenhandler/tokenhandler/proxy"
@@ -76,11 +78,15 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
-	agent, err := newAgent(cfg, stores, routes, coord, csrf, m, tr, logger)
+	sk, err := newSenderKeys(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, m, tr, logger)
+	agent, err := newAgent(cfg, stores, routes, coord, csrf, sk, m, tr, logger)
+	if err != nil {
+		return nil, err
+	}
+	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, sk.dpop, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +229,46 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 	return &st, nil
 }
 
-func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
+// senderKeys are the client's private keys: the private_key_jwt key and the DPoP
+// proofer, each nil when its feature is off.
+type senderKeys struct {
+	client *josekey.Key
+	dpop   *dpop.Proofer
+}
+
+// newSenderKeys loads oidc.client_key_file (private_key_jwt) and, with oidc.dpop, the
+// DPoP key of dpop.key_file, or generates one for this process alone.
+func newSenderKeys(cfg *config.Config, logger *slog.Logger) (senderKeys, error) {
+	var sk senderKeys
+	if cfg.OIDC.TokenAuthMethod == "private_key_jwt" {
+		k, err := josekey.Load(cfg.OIDC.ClientKeyFile)
+		if err != nil {
+			return sk, fmt.Errorf("oidc.client_key_file (TH_OIDC_CLIENT_KEY_FILE): %w", err)
+		}
+		sk.client = k
+	}
+	if !cfg.OIDC.DPoP {
+		return sk, nil
+	}
+	var k *josekey.Key
+	var err error
+	if cfg.DPoP.KeyFile != "" {
+		k, err = josekey.Load(cfg.DPoP.KeyFile)
+	} else {
+		logger.Warn("dpop.key_file is empty: a DPoP key was generated for this process; fit for one replica only, and a restart ends every session")
+		k, err = josekey.Generate(josekey.EdDSA)
+	}
+	if err == nil {
+		sk.dpop, err = dpop.NewProofer(k, nil)
+	}
+	if err != nil {
+		return sk, fmt.Errorf("dpop.key_file (TH_DPOP_KEY_FILE): %w", err)
+	}
+	logger.Info("DPoP on: tokens are bound to the key", "jkt", sk.dpop.Thumbprint())
+	return sk, nil
+}
+
+func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, csrf *web.CSRF, sk senderKeys, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
 	var apiPaths []string // never pages of the SPA: a return_to under one is refused
 	for _, r := range routes {
 		apiPaths = append(apiPaths, r.Path)
@@ -234,6 +279,10 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 		ClientID:              cfg.OIDC.ClientID,
 		ClientSecret:          string(cfg.OIDC.ClientSecret),
 		TokenAuthMethod:       cfg.OIDC.TokenAuthMethod,
+		ClientKey:             sk.client,
+		PAR:                   cfg.OIDC.PAR,
+		DPoP:                  sk.dpop,
+		Profile:               cfg.OIDC.Profile,
 		Scopes:                cfg.OIDC.Scopes,
 		SigningAlgs:           cfg.OIDC.IDTokenSigningAlgs,
 		RedirectURL:           cfg.RedirectURL(),
@@ -251,7 +300,7 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 	})
 }
 
-func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
+func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, proofer *dpop.Proofer, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -265,6 +314,7 @@ func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, r
 		RefreshSkew:    cfg.Session.RefreshSkew,
 		CSRF:           csrf,
 		TrustedProxies: trusted,
+		DPoP:           proofer,
 		ReplayMemory:   int64(cfg.Proxy.ReplayMemory),
 		Transport:      tr.Transport(proxy.DefaultTransport(), "upstream"),
 		Tracer:         tr.Tracer(),
@@ -338,7 +388,14 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listeni
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { _ = a.agent.Run(ctx) }()
+	// A provider that cannot serve the configuration (oidc.par required without PAR,
+	// fapi2 without RFC 9207 iss) stops tokenhandler: retrying would not help.
+	unfit := make(chan error, 1)
+	go func() {
+		if err := a.agent.Run(ctx); errors.Is(err, oauthagent.ErrProviderUnfit) {
+			unfit <- err
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -375,12 +432,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listeni
 		listening(addrs)
 	}
 
+	var stopErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve: %w", err)
 		}
+	case err := <-unfit:
+		stopErr = fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("shutting down: draining in-flight requests")
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
@@ -391,7 +451,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listeni
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, stopErr)...)
 }
 
 // The agent's Refresher is what the proxy refreshes through.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/internal/testbench"
+	"github.com/tokenhandler/tokenhandler/oauthagent"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -292,4 +294,33 @@ func TestServerLimits(t *testing.T) {
 			s.ReadHeaderTimeout, s.IdleTimeout, s.MaxHeaderBytes, s.WriteTimeout, s.ReadTimeout)
 	}
 
+}
+
+// TestServeStopsOnUnfitProvider: with oidc.par required, a provider whose discovery
+// offers no PAR endpoint stops serve with the reason, instead of a retry loop.
+func TestServeStopsOnUnfitProvider(t *testing.T) {
+	var idp *httptest.Server
+	idp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"issuer":"`+idp.URL+`","authorization_endpoint":"`+idp.URL+`/auth","token_endpoint":"`+idp.URL+`/token","jwks_uri":"`+idp.URL+`/jwks"}`)
+	}))
+	defer idp.Close()
+	key, _ := session.GenerateKeyPair()
+	cfg := envConfig(t, map[string]string{
+		"TH_LISTEN": "127.0.0.1:0", "TH_ADMIN_LISTEN": "", "TH_PUBLIC_URL": "http://127.0.0.1:8080",
+		"TH_OIDC_ISSUER": idp.URL, "TH_OIDC_CLIENT_ID": "c", "TH_OIDC_CLIENT_SECRET": "s",
+		"TH_OIDC_PAR": "required", "TH_COOKIES_KEYS": key.Reveal(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, oauthagent.ErrProviderUnfit) {
+			t.Fatalf("serve = %v, want ErrProviderUnfit", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve kept running against a provider without PAR while oidc.par is required")
+	}
 }

@@ -1,5 +1,6 @@
 // Package api is tokenhandler's example upstream: a tiny API that accepts a request only
-// with a valid Bearer JWT from the provider and answers with the caller's claims and the
+// with a valid JWT from the provider, as Bearer or DPoP-bound with a proof it checks in
+// full (DPoPVerifier), and answers with the caller's claims and the
 // token's expiry, so the example SPA can show what arrived and when a refresh happened.
 //
 // It verifies the token with go-oidc against the provider's JWKS (signature, iss, exp,
@@ -38,6 +39,13 @@ type Options struct {
 	// none unless one is registered, so the demo cannot insist on a resource audience.
 	// A real API should set it.
 	Audience string
+	// RequireDPoP refuses every token not presented as "Authorization: DPoP" with a valid
+	// proof. Without it a bearer token is accepted, but a DPoP-bound one (cnf.jkt) never
+	// as Bearer, and a DPoP-presented one always has its proof checked in full.
+	RequireDPoP bool
+	// BaseURL, when set, is the scheme://host[:port] the API is reached at, for the htu
+	// of DPoP proofs; empty: http:// (https:// under TLS) and the request's Host.
+	BaseURL string
 	// HTTPClient fetches discovery and keys; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
 	// Logger nil means slog.Default().
@@ -56,6 +64,7 @@ type Handler struct {
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
+	dpop     *DPoPVerifier
 }
 
 // New returns a Handler for opts.
@@ -72,7 +81,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{opts: opts, log: opts.Logger, now: opts.Now}, nil
+	return &Handler{opts: opts, log: opts.Logger, now: opts.Now, dpop: &DPoPVerifier{Now: opts.Now}}, nil
 }
 
 // Response is what GET /claims answers.
@@ -98,8 +107,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return
 	}
-	raw, ok := BearerToken(r.Header.Get("Authorization"))
-	if !ok {
+	authz := r.Header.Get("Authorization")
+	raw, ok := BearerToken(authz)
+	dpopToken, isDPoP := DPoPToken(authz)
+	if isDPoP {
+		raw, ok = dpopToken, true
+	}
+	if !ok || (h.opts.RequireDPoP && !isDPoP) {
 		// RFC 6750 §3.1: no error code when the request carried no credentials.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="example-api"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
@@ -127,11 +141,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
 		return
 	}
+	cnf, _ := claims["cnf"].(map[string]any)
+	jkt, _ := cnf["jkt"].(string)
+	switch {
+	case isDPoP:
+		// RFC 9449 section 7.1: exactly one proof, checked in full, bound to this token.
+		proofs := r.Header.Values("DPoP")
+		err := errors.New("want exactly one DPoP header")
+		if len(proofs) == 1 {
+			err = h.dpop.Verify(proofs[0], r.Method, h.htu(r), raw, jkt)
+		}
+		if err != nil {
+			h.log.InfoContext(r.Context(), "example api: DPoP proof rejected", "err", err)
+			w.Header().Set("WWW-Authenticate", `DPoP algs="ES256 EdDSA PS256 RS256", error="invalid_dpop_proof"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_dpop_proof"})
+			return
+		}
+	case jkt != "":
+		// A DPoP-bound token presented as Bearer: refused (RFC 9449 section 7.2).
+		h.log.InfoContext(r.Context(), "example api: a DPoP-bound token was presented as Bearer")
+		w.Header().Set("WWW-Authenticate", `DPoP algs="ES256 EdDSA PS256 RS256", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		return
+	}
 	writeJSON(w, http.StatusOK, Response{
 		Claims:           claims,
 		ExpiresAt:        tok.Expiry.UTC().Format(time.RFC3339),
 		ExpiresInSeconds: int64(tok.Expiry.Sub(h.now()).Round(time.Second) / time.Second),
 	})
+}
+
+// htu is the URL of r as this API is reached, without query: what a proof's htu must be.
+func (h *Handler) htu(r *http.Request) string {
+	base := h.opts.BaseURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	return strings.TrimSuffix(base, "/") + r.URL.EscapedPath()
 }
 
 // BearerToken returns the token of an "Authorization: Bearer TOKEN" header value. The

@@ -103,6 +103,7 @@ func RunStore(t *testing.T, newHarness func(t *testing.T) Harness) {
 		second := *first
 		second.AccessToken = "access-2-" + strings.Repeat("b", 50)
 		second.RefreshToken = "refresh-2"
+		second.TokenType = "DPoP" // a bound token keeps its type in every store
 		second.AccessIssued = first.AccessIssued.Add(time.Minute)
 		second.AccessExpiry = first.AccessExpiry.Add(time.Minute)
 		save(t, h, b, h.RefreshPath, &second)
@@ -441,6 +442,7 @@ func Diff(got, want *session.Session) string {
 	str("IDToken", got.IDToken, want.IDToken, true)
 	str("AccessToken", got.AccessToken, want.AccessToken, true)
 	str("RefreshToken", got.RefreshToken, want.RefreshToken, true)
+	str("TokenType", got.TokenType, want.TokenType, false)
 	tm("AccessIssued", got.AccessIssued, want.AccessIssued)
 	tm("AccessExpiry", got.AccessExpiry, want.AccessExpiry)
 	tm("Expiry", got.Expiry, want.Expiry)

@@ -4,7 +4,8 @@
 //	example-api -listen 127.0.0.1:9000 -issuer http://localhost:5556/dex
 //
 // Every flag has an environment variable: EXAMPLE_API_LISTEN, EXAMPLE_API_ISSUER,
-// EXAMPLE_API_DISCOVERY_URL, EXAMPLE_API_AUDIENCE.
+// EXAMPLE_API_DISCOVERY_URL, EXAMPLE_API_AUDIENCE, EXAMPLE_API_REQUIRE_DPOP,
+// EXAMPLE_API_BASE_URL.
 package main
 
 import (
@@ -41,11 +42,13 @@ func run(args []string, getenv func(string) string) error {
 	issuer := fs.String("issuer", def("EXAMPLE_API_ISSUER", ""), "the provider's issuer, exactly as in the tokens' iss (EXAMPLE_API_ISSUER)")
 	discovery := fs.String("discovery-url", def("EXAMPLE_API_DISCOVERY_URL", ""), "fetch discovery and keys from this base URL instead of the issuer, e.g. http://dex:5556/dex in Docker (EXAMPLE_API_DISCOVERY_URL)")
 	audience := fs.String("audience", def("EXAMPLE_API_AUDIENCE", ""), "require this value in the token's aud; empty accepts any (EXAMPLE_API_AUDIENCE)")
+	requireDPoP := fs.Bool("require-dpop", def("EXAMPLE_API_REQUIRE_DPOP", "") == "true", "accept only DPoP-bound tokens with a valid proof (EXAMPLE_API_REQUIRE_DPOP=true)")
+	baseURL := fs.String("base-url", def("EXAMPLE_API_BASE_URL", ""), "scheme://host[:port] the API is reached at, for DPoP proofs' htu; empty: from the request (EXAMPLE_API_BASE_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	h, err := api.New(api.Options{Issuer: *issuer, DiscoveryURL: *discovery, Audience: *audience, Logger: logger})
+	h, err := api.New(api.Options{Issuer: *issuer, DiscoveryURL: *discovery, Audience: *audience, RequireDPoP: *requireDPoP, BaseURL: *baseURL, Logger: logger})
 	if err != nil {
 		return err
 	}
