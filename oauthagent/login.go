@@ -252,50 +252,81 @@ func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
 	if err != nil {
 		return "", cookies, cbErr("idp_unavailable", err)
 	}
-	// RFC 9207 applies to error responses too, so iss is checked before the error.
+	code, returnTo, err := a.checkCallback(q, p, login)
+	if err != nil {
+		return "", cookies, err
+	}
+	s, err := a.exchangeCode(ctx, p, login, code)
+	if err != nil {
+		return "", cookies, err
+	}
+	if (s.Name == "" || s.Email == "") && p.meta.UserinfoEndpoint != "" {
+		if err := a.addUserinfo(ctx, p, s); err != nil {
+			return "", cookies, err
+		}
+	}
+	sc, err := a.store.Save(ctx, r, s)
+	if err != nil {
+		// The callback's codes have no store outage of their own; the SPA retries either way.
+		return "", cookies, cbErr("idp_unavailable", err)
+	}
+	a.log.InfoContext(ctx, "signed in", "session", s)
+	return returnTo, append(cookies, sc...), nil
+}
+
+// checkCallback checks the provider's answer to the login: RFC 9207 iss (before the
+// provider's error, which it covers too), the error, one code, and the login's
+// return_to, still valid. Its errors are callbackErrors.
+func (a *Agent) checkCallback(q url.Values, p *provider, login *session.Login) (code, returnTo string, err error) {
 	if isses, ok := q["iss"]; ok || p.meta.AuthorizationResponseIss {
 		if len(isses) != 1 || isses[0] != p.meta.Issuer {
-			return "", cookies, cbErr("invalid_iss", errors.New("iss parameter missing or not the issuer"))
+			return "", "", cbErr("invalid_iss", errors.New("iss parameter missing or not the issuer"))
 		}
 	}
 	if e := q.Get("error"); e != "" || len(q["error"]) > 0 {
 		if providerErrors[e] {
-			return "", cookies, cbErr(e, errors.New("the provider answered with an error"))
+			return "", "", cbErr(e, errors.New("the provider answered with an error"))
 		}
-		return "", cookies, cbErr("idp_error", errors.New("the provider answered with an error"))
+		return "", "", cbErr("idp_error", errors.New("the provider answered with an error"))
 	}
 	codes := q["code"]
 	if len(codes) != 1 || codes[0] == "" {
-		return "", cookies, cbErr("invalid_state", errors.New("code missing, empty or repeated"))
+		return "", "", cbErr("invalid_state", errors.New("code missing, empty or repeated"))
 	}
 	returnTo, ok := ValidReturnTo(login.ReturnTo)
 	if !ok || !a.isPage(returnTo) {
-		return "", cookies, cbErr("invalid_state", errors.New("return_to no longer valid"))
+		return "", "", cbErr("invalid_state", errors.New("return_to no longer valid"))
 	}
+	return codes[0], returnTo, nil
+}
 
+// exchangeCode exchanges the code (PKCE verifier of the login), verifies the ID token
+// (nonce of the login; at_hash when present) and returns the new session: a new session
+// id, the absolute lifetime from now. Its errors are callbackErrors.
+func (a *Agent) exchangeCode(ctx context.Context, p *provider, login *session.Login, code string) (*session.Session, error) {
 	pctx := a.clientContext(ctx)
-	tok, err := p.oauth2.Exchange(pctx, codes[0], oauth2.VerifierOption(login.Verifier))
+	tok, err := p.oauth2.Exchange(pctx, code, oauth2.VerifierOption(login.Verifier))
 	if err != nil {
 		if isOAuthError(err) {
-			return "", cookies, cbErr("token_exchange_failed", err)
+			return nil, cbErr("token_exchange_failed", err)
 		}
-		return "", cookies, cbErr("idp_unavailable", err)
+		return nil, cbErr("idp_unavailable", err)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return "", cookies, cbErr("invalid_id_token", errors.New("token response without id_token"))
+		return nil, cbErr("invalid_id_token", errors.New("token response without id_token"))
 	}
 	now := a.now()
 	idt, claims, err := verifyIDToken(pctx, p.verifier, a.opts.ClientID, rawID, login.Nonce, now)
 	if err != nil {
-		return "", cookies, cbErr("invalid_id_token", err)
+		return nil, cbErr("invalid_id_token", err)
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return "", cookies, cbErr("invalid_id_token", err)
+			return nil, cbErr("invalid_id_token", err)
 		}
 	}
-	s := &session.Session{
+	return &session.Session{
 		ID:           session.NewID(),
 		Subject:      claims.Subject,
 		SID:          claims.SID,
@@ -308,32 +339,29 @@ func (a *Agent) finishLogin(r *http.Request) (string, []*http.Cookie, error) {
 		AccessExpiry: accessExpiry(tok),
 		RefreshToken: tok.RefreshToken,
 		Expiry:       now.Add(a.opts.Lifetime),
-	}
-	if (s.Name == "" || s.Email == "") && p.meta.UserinfoEndpoint != "" {
-		info, err := a.fetchUserinfo(ctx, p, s)
-		if err != nil {
-			if errors.Is(err, errInvalidUserinfo) {
-				return "", cookies, cbErr("invalid_userinfo", err)
-			}
-			return "", cookies, cbErr("idp_unavailable", err)
-		}
-		if info.Subject != s.Subject {
-			return "", cookies, cbErr("invalid_userinfo", errors.New("userinfo sub differs from the id token's"))
-		}
-		if s.Name == "" {
-			s.Name, _ = info.claims["name"].(string)
-		}
-		if s.Email == "" {
-			s.Email = info.Email
-		}
-	}
-	sc, err := a.store.Save(ctx, r, s)
+	}, nil
+}
+
+// addUserinfo fills the name and email the ID token lacked from one userinfo call,
+// whose sub must be the session's. Its errors are callbackErrors.
+func (a *Agent) addUserinfo(ctx context.Context, p *provider, s *session.Session) error {
+	info, err := a.fetchUserinfo(ctx, p, s)
 	if err != nil {
-		// The callback's codes have no store outage of their own; the SPA retries either way.
-		return "", cookies, cbErr("idp_unavailable", err)
+		if errors.Is(err, errInvalidUserinfo) {
+			return cbErr("invalid_userinfo", err)
+		}
+		return cbErr("idp_unavailable", err)
 	}
-	a.log.InfoContext(ctx, "signed in", "session", s)
-	return returnTo, append(cookies, sc...), nil
+	if info.Subject != s.Subject {
+		return cbErr("invalid_userinfo", errors.New("userinfo sub differs from the id token's"))
+	}
+	if s.Name == "" {
+		s.Name, _ = info.claims["name"].(string)
+	}
+	if s.Email == "" {
+		s.Email = info.Email
+	}
+	return nil
 }
 
 // tokenType is the session's TokenType for tok: "DPoP" when the provider bound it, ""

@@ -79,6 +79,41 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 			return nil, fmt.Errorf("oauthagent: backchannel base url %q is not an absolute URL", o.BackchannelBaseURL)
 		}
 	}
+	m, err := fetchMetadata(ctx, o, back)
+	if err != nil {
+		return nil, err
+	}
+	usePAR, err := checkFit(m, o)
+	if err != nil {
+		return nil, err
+	}
+	algs, err := idTokenAlgs(m, o)
+	if err != nil {
+		return nil, err
+	}
+	// The verifiers check signatures against our own key set, which refetches at most
+	// once per interval (go-oidc's RemoteKeySet refetches for every unknown key).
+	keys := newKeySet(m.JWKSURI, o.HTTPClient, o.Now)
+	return &provider{
+		meta:            *m,
+		usePAR:          usePAR,
+		clientAlg:       clientAssertionAlg(m, o),
+		clientEndpoints: clientEndpoints(m),
+		oauth2:          oauth2Config(m, o),
+		verifier: oidc.NewVerifier(m.Issuer, keys, &oidc.Config{
+			ClientID:             o.ClientID,
+			SupportedSigningAlgs: algs,
+			Now:                  o.Now,
+		}),
+		keys: keys,
+		algs: algs,
+	}, nil
+}
+
+// fetchMetadata fetches the discovery document, checks that it names the configured
+// issuer exactly and has what every flow needs, and rebases the endpoints tokenhandler
+// calls itself on back (the back-channel base URL), when set.
+func fetchMetadata(ctx context.Context, o *Options, back *url.URL) (*metadata, error) {
 	wellKnown := strings.TrimSuffix(o.Issuer, "/") + "/.well-known/openid-configuration"
 	if back != nil {
 		var err error
@@ -128,51 +163,69 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 			}
 		}
 	}
+	return &m, nil
+}
 
+// checkFit refuses a provider that cannot serve the configuration (PAR, the fapi2
+// profile's RFC 9207 iss), with ErrProviderUnfit, and says whether logins use PAR.
+func checkFit(m *metadata, o *Options) (usePAR bool, err error) {
 	fapi2 := o.Profile == "fapi2"
-	usePAR := m.PAREndpoint != "" && o.PAR != "off"
+	usePAR = m.PAREndpoint != "" && o.PAR != "off"
 	switch {
 	case (o.PAR == "required" || fapi2) && m.PAREndpoint == "":
-		return nil, fmt.Errorf("oauthagent: discovery: %w: oidc.par is required (or oidc.profile fapi2) but the provider advertises no pushed_authorization_request_endpoint", ErrProviderUnfit)
+		return false, fmt.Errorf("oauthagent: discovery: %w: oidc.par is required (or oidc.profile fapi2) but the provider advertises no pushed_authorization_request_endpoint", ErrProviderUnfit)
 	case m.RequirePAR && !usePAR:
-		return nil, fmt.Errorf("oauthagent: discovery: %w: the provider requires pushed authorization requests but oidc.par is off", ErrProviderUnfit)
+		return false, fmt.Errorf("oauthagent: discovery: %w: the provider requires pushed authorization requests but oidc.par is off", ErrProviderUnfit)
 	case fapi2 && !m.AuthorizationResponseIss:
-		return nil, fmt.Errorf("oauthagent: discovery: %w: oidc.profile fapi2 needs RFC 9207 iss, which the provider does not advertise (authorization_response_iss_parameter_supported)", ErrProviderUnfit)
+		return false, fmt.Errorf("oauthagent: discovery: %w: oidc.profile fapi2 needs RFC 9207 iss, which the provider does not advertise (authorization_response_iss_parameter_supported)", ErrProviderUnfit)
 	}
-	clientAlg := ""
-	if o.ClientKey != nil && (o.ClientKey.Alg() == josekey.RS256 || o.ClientKey.Alg() == josekey.PS256) {
-		// An RSA key signs PS256 where the provider offers it (FAPI 2.0 wants it), RS256
-		// otherwise.
-		clientAlg = josekey.RS256
-		if slices.Contains(m.TokenAuthSigningAlgs, josekey.PS256) || (fapi2 && len(m.TokenAuthSigningAlgs) == 0) {
-			clientAlg = josekey.PS256
-		}
-	}
+	return usePAR, nil
+}
 
-	algs := o.SigningAlgs
+// clientAssertionAlg is the private_key_jwt algorithm of an RSA client key: PS256 where
+// the provider offers it (FAPI 2.0 wants it), RS256 otherwise; "" for other keys, whose
+// algorithm is their own.
+func clientAssertionAlg(m *metadata, o *Options) string {
+	if o.ClientKey == nil || (o.ClientKey.Alg() != josekey.RS256 && o.ClientKey.Alg() != josekey.PS256) {
+		return ""
+	}
+	if slices.Contains(m.TokenAuthSigningAlgs, josekey.PS256) || (o.Profile == "fapi2" && len(m.TokenAuthSigningAlgs) == 0) {
+		return josekey.PS256
+	}
+	return josekey.RS256
+}
+
+// idTokenAlgs are the ID-token algorithms accepted: oidc.id_token_signing_algs, else
+// discovery's list (RS256 when it has none) intersected with the defaults (the fapi2
+// profile's under it).
+func idTokenAlgs(m *metadata, o *Options) ([]string, error) {
+	if len(o.SigningAlgs) > 0 {
+		return o.SigningAlgs, nil
+	}
 	accepted := defaultAlgs
-	if fapi2 {
+	if o.Profile == "fapi2" {
 		accepted = fapi2Algs
 	}
-	if len(algs) == 0 {
-		offered := m.SigningAlgs
-		if len(offered) == 0 {
-			offered = []string{oidc.RS256} // OIDC Discovery: RS256 is the default
-		}
-		for _, a := range accepted {
-			if slices.Contains(offered, a) {
-				algs = append(algs, a)
-			}
-		}
-		if len(algs) == 0 {
-			return nil, fmt.Errorf("oauthagent: discovery: none of the provider's ID-token algorithms %v is accepted; pin oidc.id_token_signing_algs", offered)
+	offered := m.SigningAlgs
+	if len(offered) == 0 {
+		offered = []string{oidc.RS256} // OIDC Discovery: RS256 is the default
+	}
+	var algs []string
+	for _, a := range accepted {
+		if slices.Contains(offered, a) {
+			algs = append(algs, a)
 		}
 	}
+	if len(algs) == 0 {
+		return nil, fmt.Errorf("oauthagent: discovery: none of the provider's ID-token algorithms %v is accepted; pin oidc.id_token_signing_algs", offered)
+	}
+	return algs, nil
+}
 
-	// The verifiers check signatures against our own key set, which refetches at most
-	// once per interval (go-oidc's RemoteKeySet refetches for every unknown key).
-	keys := newKeySet(m.JWKSURI, o.HTTPClient, o.Now)
-
+// oauth2Config is the one x/oauth2 configuration, built once, with the auth style set
+// explicitly from oidc.token_auth_method: left on auto-detect, x/oauth2 sends each failed
+// token request twice.
+func oauth2Config(m *metadata, o *Options) *oauth2.Config {
 	style, secret := oauth2.AuthStyleInHeader, o.ClientSecret
 	switch o.TokenAuthMethod {
 	case "client_secret_post":
@@ -181,30 +234,17 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 		// client_id in the form and no secret: providerTransport adds the assertion.
 		style, secret = oauth2.AuthStyleInParams, ""
 	}
-	return &provider{
-		meta:            m,
-		usePAR:          usePAR,
-		clientAlg:       clientAlg,
-		clientEndpoints: clientEndpoints(&m),
-		oauth2: &oauth2.Config{
-			ClientID:     o.ClientID,
-			ClientSecret: secret,
-			RedirectURL:  o.RedirectURL,
-			Scopes:       o.Scopes,
-			Endpoint: oauth2.Endpoint{
-				AuthURL:   m.AuthorizationEndpoint,
-				TokenURL:  m.TokenEndpoint,
-				AuthStyle: style,
-			},
+	return &oauth2.Config{
+		ClientID:     o.ClientID,
+		ClientSecret: secret,
+		RedirectURL:  o.RedirectURL,
+		Scopes:       o.Scopes,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   m.AuthorizationEndpoint,
+			TokenURL:  m.TokenEndpoint,
+			AuthStyle: style,
 		},
-		verifier: oidc.NewVerifier(m.Issuer, keys, &oidc.Config{
-			ClientID:             o.ClientID,
-			SupportedSigningAlgs: algs,
-			Now:                  o.Now,
-		}),
-		keys: keys,
-		algs: algs,
-	}, nil
+	}
 }
 
 // rebase replaces the scheme and host of endpoint with those of base, keeping its path.
