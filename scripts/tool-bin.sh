@@ -5,8 +5,8 @@
 #
 #   hydra, dex             OpenID providers for the tests    e2e/idp/NAME
 #   staticcheck            the linter                        tools/staticcheck
-#   govulncheck, indexdb   vulnerability check, and the      tools/govulncheck
-#                          command that builds its database
+#   govulncheck, osvindex, vulnerability check, and the      tools/govulncheck
+#   indexdb                commands that build its database
 #                          from golang.org/x/vulndb
 #
 # The binary is cached outside the clone, in
@@ -34,9 +34,10 @@ hydra)
 dex) kind=idp mod=e2e/idp/dex pkg="github.com/dexidp/dex/cmd/dex" ;;
 staticcheck) kind=tools mod=tools/staticcheck pkg="honnef.co/go/tools/cmd/staticcheck" ;;
 govulncheck) kind=tools mod=tools/govulncheck pkg="golang.org/x/vuln/cmd/govulncheck" ;;
+osvindex) kind=tools mod=tools/govulncheck pkg="tokenhandler.test/tools/govulncheck/osvindex" ;;
 indexdb) kind=tools mod=tools/govulncheck pkg="golang.org/x/vulndb/cmd/indexdb" ;;
 *)
-	echo "usage: $0 hydra|dex|staticcheck|govulncheck|indexdb" >&2
+	echo "usage: $0 hydra|dex|staticcheck|govulncheck|osvindex|indexdb" >&2
 	exit 2
 	;;
 esac
