@@ -52,7 +52,7 @@ func newLogoutFuzzAgent(tb testing.TB) (*Agent, *fakeSessions, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	logins, err := session.NewLoginJar(opts)
+	logins, err := session.NewLoginJar(session.LoginOptions{Keys: opts.Keys})
 	if err != nil {
 		tb.Fatal(err)
 	}

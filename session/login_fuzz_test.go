@@ -120,7 +120,7 @@ func FuzzLoginJar(f *testing.F) {
 		f.Fatal(err)
 	}
 	now := time.Now()
-	j, err := session.NewLoginJar(session.CookieOptions{Keys: []session.KeyPair{k}, Now: func() time.Time { return now }})
+	j, err := session.NewLoginJar(session.LoginOptions{Keys: []session.KeyPair{k}, Now: func() time.Time { return now }})
 	if err != nil {
 		f.Fatal(err)
 	}
