@@ -29,9 +29,9 @@ type headerRig struct {
 	access  string         // the session's access token: upstream sees it only as Bearer
 	secrets []string       // the other tokens and every sealed cookie value: upstream never sees them
 
-	mu        sync.Mutex
-	sent      http.Header // what the upstream received; nil when the proxy did not forward
-	setCookie []string    // what the upstream answers with
+	mu     sync.Mutex
+	sent   http.Header // what the upstream received; nil when the proxy did not forward
+	answer http.Header // the headers the upstream answers with
 }
 
 // The peer the rig's trusted-proxy list holds, and one it does not.
@@ -101,21 +101,19 @@ func (rig *headerRig) roundTrip(r *http.Request) (*http.Response, error) {
 	rig.mu.Lock()
 	defer rig.mu.Unlock()
 	rig.sent = r.Header.Clone()
-	h := http.Header{"Content-Type": {"text/plain"}}
-	if len(rig.setCookie) > 0 {
-		h["Set-Cookie"] = rig.setCookie
-	}
+	h := rig.answer.Clone()
+	h.Set("Content-Type", "text/plain")
 	return &http.Response{
 		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: io.NopCloser(strings.NewReader("ok")), ContentLength: 2, Request: r,
 	}, nil
 }
 
-// serve sends r through the proxy with the upstream answering setCookie, and returns
-// what the upstream received (nil: not forwarded) and the response.
-func (rig *headerRig) serve(r *http.Request, setCookie []string) (http.Header, *httptest.ResponseRecorder) {
+// serve sends r through the proxy with the upstream answering the headers answer, and
+// returns what the upstream received (nil: not forwarded) and the response.
+func (rig *headerRig) serve(r *http.Request, answer http.Header) (http.Header, *httptest.ResponseRecorder) {
 	rig.mu.Lock()
-	rig.sent, rig.setCookie = nil, setCookie
+	rig.sent, rig.answer = nil, answer
 	rig.mu.Unlock()
 	w := httptest.NewRecorder()
 	rig.h.ServeHTTP(w, r)
@@ -156,6 +154,20 @@ func forwardingName(name string) bool {
 	return n == "forwarded" || n == "x-real-ip" || strings.HasPrefix(n, "x-forwarded-") && len(n) > len("x-forwarded-")
 }
 
+// guardedName reports whether a header name is, read as some upstream stacks read it
+// (any case, '_' as '-', trailing '-' or '_' ignored), one that only tokenhandler may set
+// or a re-routing header that no client may send upstream.
+func guardedName(name string) bool {
+	n := strings.TrimRight(strings.ReplaceAll(strings.ToLower(name), "_", "-"), "-")
+	switch n {
+	case "authorization", "cookie", "dpop", "host", "forwarded", "x-real-ip",
+		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "proxy-authorization",
+		"x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override":
+		return true
+	}
+	return false
+}
+
 // cookiePairs reads a Cookie header the way a lenient server does: every ';'-separated
 // pair, its name before the first '=' with spaces trimmed (a pair without '=' is all name).
 func cookiePairs(v string) []string {
@@ -181,11 +193,14 @@ func browserCookieName(line string) string {
 
 // FuzzProxyHeaders sends a request with fuzzed cookies and one fuzzed header, from a
 // trusted or an untrusted peer, through the proxy to an upstream that answers fuzzed
-// Set-Cookie lines (one per line of setCookie), and checks the contract's header rules:
-// none of tokenhandler's cookies or tokens reaches the upstream (the access token only as
-// our Bearer), the upstream gets one Cookie header at most, an untrusted peer's forwarding
-// headers are replaced by ours, every header stays valid, and no Set-Cookie of the
-// upstream plants or clears one of tokenhandler's cookies in the browser.
+// Set-Cookie lines (one per line of setCookie), the fuzzed header too, and headers only
+// tokenhandler may send to a browser; it checks the contract's header rules: none of
+// tokenhandler's cookies or tokens reaches the upstream (the access token only as our
+// Bearer), the upstream gets one Cookie header at most, no variant of a header we guard
+// and no re-routing header, an untrusted peer's forwarding headers are replaced by ours,
+// every header stays valid; the browser gets no Set-Cookie that plants or clears one of
+// tokenhandler's cookies, none with a Domain or without a name, no Access-Control-* and
+// no Clear-Site-Data from the upstream.
 func FuzzProxyHeaders(f *testing.F) {
 	rig := newHeaderRig(f)
 	for _, seed := range []struct {
@@ -199,6 +214,9 @@ func FuzzProxyHeaders(f *testing.F) {
 		{";;=;", "X-Real-Ip", "6.6.6.6", "=__Host-Http-th-at", true},
 		{"x=1", "Authorization", "Bearer attacker", "__Host-Http-th-session=1; Domain=example.com", true},
 		{"", "X-Forwarded-Proto", "http", "", false},
+		{"a=1", "Authorization_", "Bearer forged", "", false},
+		{"", "X-Original-URL", "/admin", "sid=1; Domain=example.com; Path=/", false},
+		{"", "Access-Control-Allow-Credentials", "true", "=nameless\nnovalue\nok=1; domain =.example.com", true},
 	} {
 		f.Add(seed.cookie, seed.name, seed.value, seed.setCookie, seed.trusted)
 	}
@@ -229,14 +247,17 @@ func FuzzProxyHeaders(f *testing.F) {
 		if cookie != "" {
 			r.Header["Cookie"] = append(r.Header["Cookie"], cookie)
 		}
-		var lines []string
+		answer := http.Header{"Access-Control-Allow-Origin": {"*"}, "Clear-Site-Data": {`"cookies"`}}
+		if name != "" {
+			answer[name] = append(answer[name], value)
+		}
 		for line := range strings.SplitSeq(setCookie, "\n") {
 			if line != "" && validValue(line) {
-				lines = append(lines, line)
+				answer["Set-Cookie"] = append(answer["Set-Cookie"], line)
 			}
 		}
 
-		sent, w := rig.serve(r, lines)
+		sent, w := rig.serve(r, answer)
 
 		for k, vs := range w.Header() {
 			for _, v := range vs {
@@ -262,6 +283,16 @@ func FuzzProxyHeaders(f *testing.F) {
 				if k != "Authorization" && strings.Contains(v, rig.access) {
 					t.Fatalf("upstream header %s: %q carries the access token", k, v)
 				}
+			}
+		}
+		for k, vs := range sent {
+			if guardedName(k) && k != http.CanonicalHeaderKey(strings.ReplaceAll(strings.TrimRight(k, "-_"), "_", "-")) {
+				t.Fatalf("upstream got %s: %q, a variant of a header only tokenhandler sets", k, vs)
+			}
+		}
+		for _, k := range []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+			if vs, ok := sent[k]; ok {
+				t.Fatalf("upstream got the re-routing header %s: %q", k, vs)
 			}
 		}
 		if got := sent["Authorization"]; len(got) != 1 || got[0] != "Bearer "+rig.access {
@@ -310,8 +341,22 @@ func FuzzProxyHeaders(f *testing.F) {
 			}
 		}
 		// The response the browser gets: the session is fresh, so the proxy sets no cookie
-		// of its own, and the upstream may set none of ours.
+		// of its own, and the upstream may set none of ours, nor any for other hosts.
+		for k, vs := range w.Header() {
+			if strings.HasPrefix(strings.ToLower(k), "access-control-") || strings.EqualFold(k, "Clear-Site-Data") {
+				t.Fatalf("response carries the upstream's %s: %q", k, vs)
+			}
+		}
 		for _, line := range w.Header()["Set-Cookie"] {
+			if browserCookieName(line) == "" {
+				t.Fatalf("response Set-Cookie %q sets a cookie without a name", line)
+			}
+			_, attrs, _ := strings.Cut(line, ";")
+			for attr := range strings.SplitSeq(attrs, ";") {
+				if k, _, _ := strings.Cut(attr, "="); strings.EqualFold(strings.Trim(k, " \t"), "domain") {
+					t.Fatalf("response Set-Cookie %q carries a Domain", line)
+				}
+			}
 			if n := browserCookieName(line); n != "" && rig.names.Owns(n) {
 				t.Fatalf("response Set-Cookie %q sets our cookie %q", line, n)
 			}
@@ -334,7 +379,7 @@ func TestHeaderRigForwards(t *testing.T) {
 		r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	}
 	r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
-	sent, w := rig.serve(r, []string{"__Host-Http-th-at=planted", "pref=1"})
+	sent, w := rig.serve(r, http.Header{"Set-Cookie": {"__Host-Http-th-at=planted", "pref=1"}})
 	if sent == nil {
 		t.Fatalf("the rig's request was not forwarded: %d %s", w.Code, w.Body)
 	}
