@@ -249,7 +249,7 @@ func FuzzProxyHeaders(f *testing.F) {
 		}
 		answer := http.Header{"Access-Control-Allow-Origin": {"*"}, "Clear-Site-Data": {`"cookies"`}}
 		if name != "" {
-			answer[name] = append(answer[name], value)
+			answer.Add(name, value) // canonical, as net/http reads an upstream's answer
 		}
 		for line := range strings.SplitSeq(setCookie, "\n") {
 			if line != "" && validValue(line) {
