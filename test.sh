@@ -148,7 +148,7 @@ if ((${#pkgs[@]} == 0)); then
 	step "go mod tidy -diff (go.mod and go.sum say exactly what the code uses)"
 	go mod tidy -diff
 	step "staticcheck ./... (tools/staticcheck, pinned)"
-	staticcheck="$(scripts/tool-bin.sh staticcheck)"
+	staticcheck="$(scripts/idp-bin.sh staticcheck)"
 	"$staticcheck" ./...
 	step "govulncheck ./... (scripts/vulncheck.sh: pinned golang.org/x/vulndb, local database)"
 	scripts/vulncheck.sh

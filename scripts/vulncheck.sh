@@ -14,7 +14,7 @@
 # (govulncheck) and golang.org/x/vulndb, whose data/osv holds the OSV entries;
 # tools/govulncheck/osvindex writes them in the layout govulncheck reads with
 # -db file:///DIR. Binaries and database are cached outside the clone, keyed by the tool
-# module's go.mod and go.sum (scripts/tool-bin.sh), so only the first run builds them.
+# module's go.mod and go.sum (scripts/idp-bin.sh), so only the first run builds them.
 #
 # The standard library is checked at the Go version go.mod's toolchain line names (the
 # patched Go the project builds with) when the go on PATH is older: the scan then uses
@@ -29,8 +29,8 @@ if [[ "${1:-}" == -compare ]]; then
 	shift
 fi
 
-govulncheck="$(scripts/tool-bin.sh govulncheck)"
-osvindex="$(scripts/tool-bin.sh osvindex)"
+govulncheck="$(scripts/idp-bin.sh govulncheck)"
+osvindex="$(scripts/idp-bin.sh osvindex)"
 db="$(dirname "$osvindex")/vulndb"
 
 vulndb_dir() {
@@ -54,7 +54,7 @@ if [[ ! -f "$db/index/modules.json" ]]; then
 fi
 
 if $compare; then
-	indexdb="$(scripts/tool-bin.sh indexdb)"
+	indexdb="$(scripts/idp-bin.sh indexdb)"
 	read -r src version < <(vulndb_dir)
 	ref="$(mktemp -d "${TMPDIR:-/tmp}/vulndb-indexdb.XXXXXX")"
 	trap 'rm -rf "$ref"' EXIT
