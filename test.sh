@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # test.sh: the project's one test command. CI runs exactly this (see .ci/run).
 #
-#   ./test.sh                          go vet ./..., go test -race ./..., the Docker build
-#                                      check, the Helm chart check, the JavaScript client's
-#                                      unit tests, the browser tests, then the short abuse
-#                                      drill and a 60 s soak (RELIABILITY.md)
+#   ./test.sh                          go vet ./..., staticcheck, govulncheck, go test -race
+#                                      ./..., the fuzz targets for a time budget, the Docker
+#                                      build check, the Helm chart check, the JavaScript
+#                                      client's unit tests, the browser tests, then the short
+#                                      abuse drill and a 60 s soak (RELIABILITY.md)
 #   ./test.sh ./session/...            vet and test only these packages (no browser tests)
 #   ./test.sh -run TestLogin ./e2e/... any go test flags, with or without packages
 #   ./test.sh -count=1 -v              flags only: every package, browser tests included
@@ -146,6 +147,11 @@ go vet "${targets[@]}"
 if ((${#pkgs[@]} == 0)); then
 	step "go mod tidy -diff (go.mod and go.sum say exactly what the code uses)"
 	go mod tidy -diff
+	step "staticcheck ./... (tools/staticcheck, pinned)"
+	staticcheck="$(scripts/idp-bin.sh staticcheck)"
+	"$staticcheck" ./...
+	step "govulncheck ./... (scripts/vulncheck.sh: pinned golang.org/x/vulndb, local database)"
+	scripts/vulncheck.sh
 fi
 
 test_cmd=(go test -race -timeout 30m "$@")
@@ -154,6 +160,13 @@ if ((${#pkgs[@]} == 0)); then
 fi
 step "${test_cmd[*]}"
 "${test_cmd[@]}"
+
+# On a full run only: every fuzz target for a share of TOKENHANDLER_FUZZ_BUDGET seconds
+# (300 in all under CI=true, 40 otherwise; scripts/fuzz.sh).
+if ((${#pkgs[@]} == 0)); then
+	step "fuzz targets (scripts/fuzz.sh)"
+	scripts/fuzz.sh
+fi
 
 # --- Docker build, Helm chart, JavaScript client, browser tests, abuse drill and soak --------
 # On a full run only (no package named): the Dockerfile's build commands run outside

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -115,6 +114,3 @@ func runWrk(ctx context.Context, dir string, l wrkLoad) (wrkResult, error) {
 	}
 	return wrkResult{}, fmt.Errorf("bench: wrk printed no result:\n%s%s", out.String(), errOut.String())
 }
-
-// scriptDir is where wrk's scripts go.
-func scriptDir(tmp string) string { return filepath.Join(tmp, "wrk") }

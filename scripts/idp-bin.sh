@@ -6,7 +6,10 @@
 # with the machine's node against it). dex is cmd/dex, for the tests; dex-demo
 # (e2e/idp/dexdemo) is the same Dex server with only what ./run.sh's demo uses, a much
 # shorter cold build. For NAME helm or chartcheck, build helm or the chart's strict
-# checker from the tool module deploy/helm/tools (deploy/helm/check.sh).
+# checker from the tool module deploy/helm/tools (deploy/helm/check.sh). For NAME
+# staticcheck (tools/staticcheck), govulncheck or osvindex (tools/govulncheck, with
+# scripts/vulncheck.sh; indexdb there too, vulndb's own database builder, for -compare),
+# build the checks' tools.
 #
 # idp-bin.sh NAME fetch downloads the modules only (see below). The binary is cached
 # outside the clone, in
@@ -97,14 +100,31 @@ helm | chartcheck)
 	fi
 	tags=()
 	;;
+staticcheck)
+	mod="$root/tools/staticcheck"
+	pkg="honnef.co/go/tools/cmd/staticcheck"
+	tags=()
+	;;
+govulncheck | osvindex | indexdb)
+	mod="$root/tools/govulncheck"
+	case "$name" in
+	govulncheck) pkg="golang.org/x/vuln/cmd/govulncheck" ;;
+	indexdb) pkg="golang.org/x/vulndb/cmd/indexdb" ;;
+	osvindex)
+		pkg="./osvindex"
+		src=("$mod"/osvindex/*.go)
+		;;
+	esac
+	tags=()
+	;;
 *)
-	echo "usage: $0 hydra|dex|dex-demo|oidc-provider|helm|chartcheck" >&2
+	echo "usage: $0 hydra|dex|dex-demo|oidc-provider|helm|chartcheck|staticcheck|govulncheck|osvindex|indexdb" >&2
 	exit 2
 	;;
 esac
 
-# The module's own Go files (dex-demo's main) and chartcheck's sources count too; hydra
-# and dex have none.
+# The module's own Go files (dex-demo's main) and chartcheck's and osvindex's sources
+# count too; hydra and dex have none.
 mapfile -t srcs < <(find "$mod" -maxdepth 1 -name '*.go' | sort)
 hash="$(cat "$mod/go.mod" "$mod/go.sum" "${srcs[@]}" "${src[@]}" | sha256sum | cut -c1-16)"
 dir="$cache/$name-$hash"

@@ -86,7 +86,7 @@ func (c *openCache) keyOf(name string, value ...string) cacheKey {
 	// The tag goes to the buffer's spare room (after the input, not overlapping it).
 	b = slices.Grow(b, len(cacheKey{}))
 	var k cacheKey
-	copy(k[:], c.mac.Seal(b[len(b):len(b)], gmacNonce, nil, b))
+	copy(k[:], c.mac.Seal(b[len(b):], gmacNonce, nil, b))
 	*bp = b
 	keyBuffers.Put(bp)
 	return k

@@ -31,14 +31,14 @@ func (e env) environ() []string {
 	return out
 }
 
-// runCmd runs the program with args and env and returns stdout, stderr, the error and
-// the exit status main would use.
-func runCmd(t *testing.T, e env, args ...string) (stdout, stderr string, err error, code int) {
+// runCmd runs the program with args and env and returns stdout, stderr, the exit status
+// main would use and the error.
+func runCmd(t *testing.T, e env, args ...string) (stdout, stderr string, code int, err error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err = run(context.Background(), args, e.getenv, e.environ(), &out, &errb)
 	code = exitCode(err, &errb)
-	return out.String(), errb.String(), err, code
+	return out.String(), errb.String(), code, err
 }
 
 func writeConfig(t *testing.T, content string) string {
@@ -63,7 +63,7 @@ routes:
 func TestKeygen(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 2 {
-		out, _, err, code := runCmd(t, nil, "keygen")
+		out, _, code, err := runCmd(t, nil, "keygen")
 		if err != nil || code != 0 {
 			t.Fatalf("keygen = %v (exit %d), want success", err, code)
 		}
@@ -85,11 +85,11 @@ func TestKeygen(t *testing.T) {
 		seen[key] = true
 		// The key works in the configuration as printed.
 		e := env{"TH_COOKIES_KEYS": key, "TH_OIDC_CLIENT_SECRET": "s3cret"}
-		if _, stderr, err, _ := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML)); err != nil {
+		if _, stderr, _, err := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML)); err != nil {
 			t.Errorf("check-config with the keygen key = %v\n%s", err, stderr)
 		}
 	}
-	if _, _, err, code := runCmd(t, nil, "keygen", "extra"); code != 2 {
+	if _, _, code, err := runCmd(t, nil, "keygen", "extra"); code != 2 {
 		t.Errorf("keygen extra = %v (exit %d), want a usage error (exit 2)", err, code)
 	}
 }
@@ -97,7 +97,7 @@ func TestKeygen(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	t.Run("valid", func(t *testing.T) {
 		e := env{"TH_OIDC_CLIENT_SECRET": "s3cret", "TH_COOKIES_KEYS": testKey, "TH_UNKNOWN_THING": "x"}
-		out, stderr, err, code := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML))
+		out, stderr, code, err := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML))
 		if err != nil || code != 0 {
 			t.Fatalf("check-config = %v (exit %d), want success; stderr %s", err, code, stderr)
 		}
@@ -124,7 +124,7 @@ routes:
     upstream: http://127.0.0.1:9000
     methods: [TRACE]
 `)
-		out, stderr, err, code := runCmd(t, env{"TH_TYPO": "1"}, "check-config", "-config", bad)
+		out, stderr, code, err := runCmd(t, env{"TH_TYPO": "1"}, "check-config", "-config", bad)
 		if err == nil || code != 1 {
 			t.Fatalf("check-config = %v (exit %d), want exit 1", err, code)
 		}
@@ -151,24 +151,24 @@ routes:
 		}
 	})
 	t.Run("unknown key", func(t *testing.T) {
-		_, stderr, err, code := runCmd(t, nil, "check-config", "--config", writeConfig(t, "oidc:\n  isuer: x\n"))
+		_, stderr, code, err := runCmd(t, nil, "check-config", "--config", writeConfig(t, "oidc:\n  isuer: x\n"))
 		if code != 1 || !strings.Contains(stderr, "unknown key oidc.isuer") {
 			t.Errorf("check-config = %v (exit %d), stderr %q, want exit 1 naming oidc.isuer", err, code, stderr)
 		}
 	})
 	t.Run("bad env value", func(t *testing.T) {
-		_, stderr, _, code := runCmd(t, env{"TH_SESSION_LIFETIME": "forever"}, "check-config")
+		_, stderr, code, _ := runCmd(t, env{"TH_SESSION_LIFETIME": "forever"}, "check-config")
 		if code != 1 || !strings.Contains(stderr, "TH_SESSION_LIFETIME (session.lifetime)") {
 			t.Errorf("check-config = exit %d, stderr %q, want exit 1 naming TH_SESSION_LIFETIME", code, stderr)
 		}
 	})
 	t.Run("missing file", func(t *testing.T) {
-		if _, _, _, code := runCmd(t, nil, "check-config", "--config", filepath.Join(t.TempDir(), "none.yaml")); code != 1 {
+		if _, _, code, _ := runCmd(t, nil, "check-config", "--config", filepath.Join(t.TempDir(), "none.yaml")); code != 1 {
 			t.Errorf("check-config with a missing file = exit %d, want 1", code)
 		}
 	})
 	t.Run("example file", func(t *testing.T) {
-		_, stderr, _, code := runCmd(t, nil, "check-config", "--config", "../../config/example.yaml")
+		_, stderr, code, _ := runCmd(t, nil, "check-config", "--config", "../../config/example.yaml")
 		if code != 1 || !strings.Contains(stderr, "(2 problems)") {
 			t.Errorf("check-config example.yaml = exit %d, stderr %q, want only its two placeholders reported", code, stderr)
 		}
@@ -191,7 +191,7 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 		{"--config", writeConfig(t, "oidc: {client_id: spa}\n")},
 		{},
 	} {
-		_, stderr, err, code := runCmd(t, env{"TH_BOGUS": "1"}, args...)
+		_, stderr, code, err := runCmd(t, env{"TH_BOGUS": "1"}, args...)
 		if code != 1 || !strings.Contains(stderr, "oidc.issuer (TH_OIDC_ISSUER) is required") {
 			t.Errorf("run(%q) = %v (exit %d), stderr %q, want exit 1 naming oidc.issuer", args, err, code, stderr)
 		}
@@ -202,7 +202,7 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	out, _, err, code := runCmd(t, nil, "version")
+	out, _, code, err := runCmd(t, nil, "version")
 	if err != nil || code != 0 || !strings.HasPrefix(out, "tokenhandler dev") {
 		t.Errorf("version = %q, %v (exit %d), want tokenhandler dev...", out, err, code)
 	}
@@ -232,7 +232,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			out, stderr, err, code := runCmd(t, nil, tc.args...)
+			out, stderr, code, err := runCmd(t, nil, tc.args...)
 			if code != tc.code {
 				t.Errorf("run(%q) = %v, exit %d, want exit %d", tc.args, err, code, tc.code)
 			}

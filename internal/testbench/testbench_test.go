@@ -105,8 +105,7 @@ func TestWaitHTTPSeesExit(t *testing.T) {
 // fails when the form comes back.
 func TestSignIn(t *testing.T) {
 	const page = `<form method="post" action="/login?x=&amp;y=1"><input name="login"><input type="password" name="password"><input type=hidden name=csrf value='c1'></form>`
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/start":
 			http.Redirect(w, r, "/form", http.StatusFound)
