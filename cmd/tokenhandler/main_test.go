@@ -297,7 +297,7 @@ func TestKeygenJOSEKeys(t *testing.T) {
 	dir := t.TempDir()
 	// A client key: PEM on stdout, its registration JWK on stderr; check-config takes it
 	// for private_key_jwt under the fapi2 profile, with a DPoP key made the same way.
-	pemOut, jwkOut, err, code := runCmd(t, nil, "keygen", "-client-key", "PS256")
+	pemOut, jwkOut, code, err := runCmd(t, nil, "keygen", "-client-key", "PS256")
 	if err != nil || code != 0 {
 		t.Fatalf("keygen -client-key = %v (exit %d)", err, code)
 	}
@@ -310,10 +310,10 @@ func TestKeygenJOSEKeys(t *testing.T) {
 	if !strings.Contains(jwkOut, string(k.RegistrationJWK())) || strings.Contains(jwkOut, "PRIVATE") {
 		t.Errorf("keygen -client-key stderr = %q, want the public JWK %s only", jwkOut, k.RegistrationJWK())
 	}
-	if out, _, err, _ := runCmd(t, nil, "keygen", "-public-jwk", clientKey); err != nil || strings.TrimSpace(out) != string(k.RegistrationJWK()) {
+	if out, _, _, err := runCmd(t, nil, "keygen", "-public-jwk", clientKey); err != nil || strings.TrimSpace(out) != string(k.RegistrationJWK()) {
 		t.Errorf("keygen -public-jwk = %q, %v; want %s", out, err, k.RegistrationJWK())
 	}
-	dpopOut, _, err, _ := runCmd(t, nil, "keygen", "-dpop-key", "EdDSA")
+	dpopOut, _, _, err := runCmd(t, nil, "keygen", "-dpop-key", "EdDSA")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,19 +321,19 @@ func TestKeygenJOSEKeys(t *testing.T) {
 	_ = os.WriteFile(dpopKey, []byte(dpopOut), 0o600)
 	e := env{"TH_COOKIES_KEYS": testKey, "TH_OIDC_TOKEN_AUTH_METHOD": "private_key_jwt", "TH_OIDC_CLIENT_KEY_FILE": clientKey,
 		"TH_OIDC_PROFILE": "fapi2", "TH_OIDC_PAR": "required", "TH_OIDC_DPOP": "true", "TH_DPOP_KEY_FILE": dpopKey}
-	if _, stderr, err, _ := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML)); err != nil {
+	if _, stderr, _, err := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML)); err != nil {
 		t.Errorf("check-config with the printed keys = %v\n%s", err, stderr)
 	}
 	// The profile refuses a client secret, PAR off and no DPoP, naming each key.
 	e = env{"TH_COOKIES_KEYS": testKey, "TH_OIDC_CLIENT_SECRET": "s3cret", "TH_OIDC_PROFILE": "fapi2", "TH_OIDC_PAR": "off"}
-	_, stderr, err, code := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML))
+	_, stderr, code, err := runCmd(t, e, "check-config", "--config", writeConfig(t, validYAML))
 	for _, key := range []string{"oidc.token_auth_method (TH_OIDC_TOKEN_AUTH_METHOD)", "oidc.par (TH_OIDC_PAR)", "oidc.dpop (TH_OIDC_DPOP)"} {
 		if err == nil || code != 1 || !strings.Contains(stderr, key) {
 			t.Errorf("check-config fapi2 with a secret = %v (exit %d), want a problem naming %s\n%s", err, code, key, stderr)
 		}
 	}
 	for _, args := range [][]string{{"keygen", "-dpop-key", "PS256"}, {"keygen", "-client-key", "HS256"}, {"keygen", "-client-key", "ES256", "-dpop-key", "ES256"}} {
-		if _, _, err, code := runCmd(t, nil, args...); code != 2 {
+		if _, _, code, err := runCmd(t, nil, args...); code != 2 {
 			t.Errorf("%q = %v (exit %d), want a usage error", args, err, code)
 		}
 	}
