@@ -19,6 +19,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
+# The Go that go.mod's toolchain line names (fetched through the module proxy when the
+# installed one is older), so that the demo runs a patched standard library.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "run.sh: Go is needed (https://go.dev/dl/, 1.26 or later)" >&2

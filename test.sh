@@ -39,6 +39,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
+# Build and test with the Go that go.mod's toolchain line names (a patched Go 1.26), which
+# the go command fetches through the module proxy when the installed one is older: the
+# binaries CI proves are the binaries people run. GOTOOLCHAIN set by the caller wins.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 # --- Arguments --------------------------------------------------------------------
