@@ -9,6 +9,9 @@
 // -json it prints one JSON line (URLs, credentials, log directory) for tests; with
 // -ports=auto it picks free ports instead of 8080 (tokenhandler) and 5556 (Dex).
 //
+// With -fapi (./run.sh -fapi) it runs panva oidc-provider (Node.js) on 3000 instead of
+// Dex, for FAPI 2.0 with DPoP: see fapi.go.
+//
 // tokenhandler is configured only through TH_* variables, exactly as a user would:
 // cookie sessions, Secure cookies on http://localhost (browsers treat loopback as
 // secure), the SPA from examples/spa, /api/ proxied to the example API with the prefix
