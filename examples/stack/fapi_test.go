@@ -212,6 +212,35 @@ func TestFAPIStack(t *testing.T) {
 		t.Errorf("example API with a Bearer token = %d, want 401 (-require-dpop)", resp.StatusCode)
 	}
 
+	// Sign out as the SPA does: POST /auth/logout (tokenhandler revokes the refresh token
+	// with private_key_jwt and a proof), then the provider's confirmation, back to the SPA.
+	req, _ = http.NewRequest(http.MethodPost, info.URL+"/auth/logout", nil)
+	req.Header.Set("X-CSRF", "1")
+	if resp, err = c.Do(req); err != nil {
+		t.Fatalf("POST /auth/logout: %v", err)
+	}
+	var logout struct {
+		LogoutURL string `json:"logout_url"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&logout)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || !strings.HasPrefix(logout.LogoutURL, info.Issuer+"/") {
+		t.Fatalf("POST /auth/logout = %d, logout_url %q (%v), want 200 and the provider's end-session URL", resp.StatusCode, logout.LogoutURL, err)
+	}
+	res, err = testbench.SignIn(ctx, c, logout.LogoutURL, testbench.Flow{
+		Confirm: true, Provider: func(u *url.URL) bool { return u.Host == issuer.Host },
+	})
+	if err != nil {
+		t.Fatalf("provider logout: %v", err)
+	}
+	res.Response.Body.Close()
+	if got := res.Response.Request.URL.String(); got != info.URL+"/" {
+		t.Errorf("after the provider's logout the browser is at %s, want %s/", got, info.URL)
+	}
+	if resp, body := get(c, info.URL+"/auth/session"); !strings.Contains(string(body), `"authenticated":false`) {
+		t.Errorf("GET /auth/session after logout = %d %s, want authenticated false", resp.StatusCode, body)
+	}
+
 	stopStack(t, info, cancel, done, childPIDs(t, info.LogDir, th))
 }
 
