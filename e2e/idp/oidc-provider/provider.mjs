@@ -4,7 +4,8 @@
 //
 // e2e/idptest writes CONFIG.json and runs this behind its counting front proxy, whose URL
 // is the issuer (oidc-provider builds every endpoint URL from the request's Host, which
-// the front keeps). The configuration (all keys written by the harness):
+// the front keeps); examples/stack -fapi runs it directly for the FAPI 2.0 demo. Both
+// write CONFIG.json through internal/testbench.OIDCProvider. The configuration:
 //
 //   modules    directory holding node_modules/oidc-provider (npm ci of package-lock.json,
 //              cached outside the clone by scripts/idp-bin.sh oidc-provider)
