@@ -8,13 +8,17 @@
 #   ./run.sh -ports=auto        # free ports instead
 #   ./run.sh -token-ttl=20s     # shorter access tokens, to watch refreshes
 #   ./run.sh -v                 # every component's log on stderr
+#   ./run.sh -fapi              # FAPI 2.0 with DPoP: panva oidc-provider on :3000
+#                               # instead of Dex (needs Node.js and npm as well)
 #
 # Flags go to examples/stack (go run ./examples/stack -h lists them).
 #
 # The first start builds tokenhandler and the stack while it downloads the demo's Dex
 # (e2e/idp/dexdemo: Dex's server with only what the demo uses, no cgo), then builds Dex
 # (cached outside the clone by scripts/idp-bin.sh); progress is printed every five
-# seconds. Later starts reuse both and take seconds.
+# seconds. Later starts reuse both and take seconds. With -fapi, Dex is not built:
+# scripts/idp-bin.sh oidc-provider installs oidc-provider with npm ci instead (once,
+# cached outside the clone), and node runs it.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +34,17 @@ fi
 
 # The binaries go to a per-clone cache directory; go build's own cache makes a rebuild
 # with no change take a second.
+fapi=""
+for arg in "$@"; do
+	case "$arg" in
+	-fapi | --fapi | -fapi=true | --fapi=true) fapi=1 ;;
+	esac
+done
+if [[ -n "$fapi" ]] && ! command -v node >/dev/null 2>&1; then
+	echo "run.sh: -fapi runs panva oidc-provider on Node.js, and node is not installed (Debian: apt-get install nodejs npm); ./run.sh without -fapi (Dex) needs only Go" >&2
+	exit 1
+fi
+
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/tokenhandler/run/$(printf '%s' "$root" | sha256sum | cut -c1-12)"
 mkdir -p "$cache"
 logs="$(mktemp -d "${TMPDIR:-/tmp}/tokenhandler-run.XXXXXX")"
@@ -38,6 +53,23 @@ trap 'rm -rf "$logs"' EXIT
 # While tokenhandler and the stack compile, Dex's modules download; then Dex compiles,
 # reusing the standard library packages just compiled (both without cgo, as the static
 # binaries of the Docker image are). Two compilers at once would compile those twice.
+# -fapi: tokenhandler and the stack, then oidc-provider's npm install (nothing of Dex).
+if [[ -n "$fapi" ]]; then
+	echo "run.sh: building tokenhandler and the demo stack (a minute or two the first time)" >&2
+	if ! CGO_ENABLED=0 go build -trimpath -o "$cache/" ./cmd/tokenhandler ./examples/stack 2>"$logs/th.log"; then
+		grep -v '^go: downloading' "$logs/th.log" | tail -30 >&2
+		echo "run.sh: building tokenhandler failed" >&2
+		exit 1
+	fi
+	if ! op="$(scripts/idp-bin.sh oidc-provider)"; then
+		echo "run.sh: installing oidc-provider failed (it needs npm and the npm registry)" >&2
+		exit 1
+	fi
+	rm -rf "$logs"
+	trap - EXIT
+	exec "$cache/stack" -root "$root" -oidc-provider "$op" -tokenhandler "$cache/tokenhandler" "$@"
+fi
+
 start=$SECONDS
 scripts/idp-bin.sh dex-demo fetch 2>"$logs/dex.log" &
 fetch_pid=$!

@@ -156,12 +156,6 @@ func (p *Provider) startOIDCProvider(ctx context.Context, logPath string) (launc
 // oidcProviderConfig is the configuration provider.mjs reads (its header lists the keys).
 func (p *Provider) oidcProviderConfig(port int) map[string]any {
 	o := p.opts
-	seconds := func(d, def time.Duration) int64 {
-		if d <= 0 {
-			d = def
-		}
-		return int64((d + time.Second - 1) / time.Second)
-	}
 	auth := o.TokenEndpointAuthMethod
 	if auth == "" {
 		auth = "client_secret_basic"
@@ -202,39 +196,24 @@ func (p *Provider) oidcProviderConfig(port int) map[string]any {
 		"token_endpoint_auth_method":        "client_secret_basic",
 		"introspection_signed_response_alg": "RS256",
 	}
-	resources := map[string]any{}
+	resources := map[string]testbench.OIDCResource{}
 	for _, r := range o.Resources {
 		aud := r.Audience
 		if aud == "" {
 			aud = r.Indicator
 		}
-		format := r.Format
-		if format == "" {
-			format = FormatOpaque
-		}
-		ttl := int64(0)
-		if r.TTL > 0 {
-			ttl = seconds(r.TTL, 0)
-		}
-		resources[r.Indicator] = map[string]any{
-			"audience": aud, "scope": strings.Join(r.Scopes, " "), "accessTokenFormat": format,
-			"accessTokenTTL": ttl, "exchange": r.Exchange,
+		resources[r.Indicator] = testbench.OIDCResource{
+			Audience: aud, Scope: strings.Join(r.Scopes, " "), Format: r.Format, TTL: r.TTL, Exchange: r.Exchange,
 		}
 	}
-	return map[string]any{
-		"modules": p.bin,
-		"issuer":  p.Issuer,
-		"port":    port,
-		"ttl": map[string]any{
-			"accessToken":  seconds(o.AccessTokenTTL, time.Hour),
-			"idToken":      seconds(time.Hour, 0),
-			"refreshToken": seconds(24*time.Hour, 0),
-		},
-		"account":   map[string]any{"id": demoUserID, "email": demoEmail, "name": demoName},
-		"clients":   []any{client, introspector},
-		"resources": resources,
-		"dpop":      map[string]any{"enabled": o.DPoP != DPoPOff, "requireNonce": o.DPoPNonce},
-	}
+	return testbench.OIDCProvider{
+		Modules: p.bin, Issuer: p.Issuer, Port: port,
+		AccessTokenTTL: o.AccessTokenTTL, IDTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour,
+		AccountID: demoUserID, Email: demoEmail, Name: demoName,
+		Clients:   []map[string]any{client, introspector},
+		Resources: resources,
+		DPoP:      o.DPoP != DPoPOff, DPoPNonce: o.DPoPNonce,
+	}.Config()
 }
 
 // peekForm returns the form of a request with a form body and puts the body back

@@ -9,6 +9,9 @@
 // -json it prints one JSON line (URLs, credentials, log directory) for tests; with
 // -ports=auto it picks free ports instead of 8080 (tokenhandler) and 5556 (Dex).
 //
+// With -fapi (./run.sh -fapi) it runs panva oidc-provider (Node.js) on 3000 instead of
+// Dex, for FAPI 2.0 with DPoP: see fapi.go.
+//
 // tokenhandler is configured only through TH_* variables, exactly as a user would:
 // cookie sessions, Secure cookies on http://localhost (browsers treat loopback as
 // secure), the SPA from examples/spa, /api/ proxied to the example API with the prefix
@@ -75,19 +78,27 @@ type options struct {
 	verbose   bool
 	keepLogs  bool
 	readyWait time.Duration
+	// -fapi: oidc-provider instead of Dex (fapi.go).
+	fapi   bool
+	opDir  string // the directory holding node_modules/oidc-provider
+	opPort int
 }
 
 // Info is what -json prints, one line, once everything is ready.
 type Info struct {
 	URL        string `json:"url"`         // open this in the browser
-	Issuer     string `json:"issuer"`      // Dex
+	Issuer     string `json:"issuer"`      // Dex, or oidc-provider with -fapi
 	APIURL     string `json:"api_url"`     // the example API, directly (no tokenhandler)
 	AdminURL   string `json:"admin_url"`   // tokenhandler's admin listener
 	MetricsURL string `json:"metrics_url"` // AdminURL + /metrics
 	Username   string `json:"username"`
 	Password   string `json:"password"`
 	TokenTTL   string `json:"token_ttl"`
-	LogDir     string `json:"log_dir"` // dex.log, tokenhandler.log, api.log
+	LogDir     string `json:"log_dir"` // dex.log (or oidc-provider.log), tokenhandler.log, api.log
+	// FAPI is true with -fapi: PAR, private_key_jwt, DPoP-bound JWT access tokens for
+	// Audience, which the example API accepts only with a valid DPoP proof.
+	FAPI     bool   `json:"fapi,omitempty"`
+	Audience string `json:"audience,omitempty"`
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -105,6 +116,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&o.verbose, "v", false, "copy every component's log to stderr")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the log directory after a clean stop")
 	fs.DurationVar(&o.readyWait, "ready-timeout", 2*time.Minute, "how long to wait for Dex and tokenhandler to become ready")
+	fs.BoolVar(&o.fapi, "fapi", false, "FAPI 2.0 demo: panva oidc-provider (needs Node.js) instead of Dex, with PAR, private_key_jwt, DPoP-bound JWT access tokens, oidc.profile fapi2, and the example API accepting only DPoP")
+	fs.StringVar(&o.opDir, "oidc-provider", firstNonEmpty(getenv("TOKENHANDLER_OIDC_PROVIDER"), getenv("TOKENHANDLER_TEST_OIDC_PROVIDER")), "with -fapi: the directory holding node_modules/oidc-provider (env TOKENHANDLER_OIDC_PROVIDER; default: installed by scripts/idp-bin.sh oidc-provider)")
+	fs.IntVar(&o.opPort, "op-port", 3000, "with -fapi: oidc-provider's port")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		o.port, o.dexPort = p[0], p[1]
+		o.port, o.dexPort, o.opPort = p[0], p[1], p[1] // one provider runs
 	default:
 		return fmt.Errorf(`-ports=%q: want "auto" (or set -port and -dex-port)`, o.ports)
 	}
@@ -166,53 +180,32 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	}
 	apiPort, adminPort := ports[0], ports[1]
 	publicURL := fmt.Sprintf("http://localhost:%d", o.port)
-	issuer := fmt.Sprintf("http://localhost:%d/dex", o.dexPort)
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	dexBack := fmt.Sprintf("http://127.0.0.1:%d", o.dexPort)
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 
-	if o.dexBin == "" {
-		fmt.Fprintln(s.human, "stack: finding the demo's Dex via scripts/idp-bin.sh dex-demo (the first build takes a minute or two; it is cached afterwards)")
-		bin, err := s.output(ctx, o.root, filepath.Join(o.root, "scripts", "idp-bin.sh"), "dex-demo")
-		if err != nil {
-			return fmt.Errorf("building Dex: %w", err)
-		}
-		o.dexBin = bin
-	}
 	if o.thBin == "" {
 		o.thBin = filepath.Join(s.dir, "tokenhandler")
 		fmt.Fprintln(s.human, "stack: building tokenhandler")
 		if _, err := s.output(ctx, o.root, "go", "build", "-o", o.thBin, "./cmd/tokenhandler"); err != nil {
 			return fmt.Errorf("building tokenhandler: %w", err)
 		}
+		s.o.thBin = o.thBin
 	}
 	key, err := s.output(ctx, o.root, o.thBin, "keygen")
 	if err != nil {
 		return fmt.Errorf("tokenhandler keygen: %w", err)
 	}
-	secret := testbench.RandomHex(24) // a fresh client secret per start: Dex and tokenhandler both get it here
 
-	// Dex.
-	cfgPath := filepath.Join(s.dir, "dex.yaml")
-	if err := writeDexConfig(cfgPath, dexConfig{
-		Issuer:       issuer,
-		Listen:       fmt.Sprintf("127.0.0.1:%d", o.dexPort),
-		TokenTTL:     o.tokenTTL.String(),
-		Username:     username,
-		PasswordHash: passwordHash,
-		ClientID:     clientID,
-		ClientSecret: secret,
-		PublicURL:    publicURL,
-	}); err != nil {
-		return err
+	var p *provider
+	if o.fapi {
+		p, err = s.startOIDCProvider(ctx, publicURL, apiURL)
+	} else {
+		p, err = s.startDex(ctx, publicURL)
 	}
-	dex, err := s.start("dex", o.dexBin, []string{"serve", cfgPath}, append(childEnv(), "DEX_SESSIONS_ENABLED=true"))
 	if err != nil {
 		return err
 	}
-	defer dex.Stop(5 * time.Second)
-	if err := s.waitReady(ctx, dex, fmt.Sprintf("http://127.0.0.1:%d/dex/.well-known/openid-configuration", o.dexPort)); err != nil {
-		return err
-	}
+	defer p.proc.Stop(5 * time.Second)
 
 	// The example API, in this process.
 	apiLog, err := os.Create(filepath.Join(s.dir, "api.log"))
@@ -224,14 +217,9 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	if o.verbose {
 		apiOut = io.MultiWriter(apiLog, prefixWriter(s.stderr, "api: "))
 	}
-	apiHandler, err := api.New(api.Options{
-		Issuer: issuer,
-		// Like docker-compose.yml: discovery and keys through the provider's internal
-		// address, iss still checked against the public issuer.
-		DiscoveryURL: dexBack + "/dex",
-		Audience:     clientID, // Dex's access tokens carry the client id as aud
-		Logger:       slog.New(slog.NewJSONHandler(apiOut, nil)),
-	})
+	apiOpts := p.api
+	apiOpts.Logger = slog.New(slog.NewJSONHandler(apiOut, nil))
+	apiHandler, err := api.New(apiOpts)
 	if err != nil {
 		return err
 	}
@@ -245,18 +233,14 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 
 	// tokenhandler, configured like a user would: TH_* variables only.
 	routes, _ := json.Marshal([]map[string]any{{
-		"path": "/api/", "upstream": fmt.Sprintf("http://127.0.0.1:%d", apiPort), "strip_prefix": true,
+		"path": "/api/", "upstream": apiURL, "strip_prefix": true,
 	}})
 	thEnv := append(childEnv(),
 		"TH_LISTEN="+fmt.Sprintf("127.0.0.1:%d", o.port),
 		"TH_ADMIN_LISTEN="+fmt.Sprintf("127.0.0.1:%d", adminPort),
 		"TH_PUBLIC_URL="+publicURL,
-		"TH_OIDC_ISSUER="+issuer,
-		// As in docker-compose.yml: the browser uses the issuer's host, tokenhandler
-		// fetches discovery, tokens and keys through the back-channel address.
-		"TH_OIDC_BACKCHANNEL_BASE_URL="+dexBack,
+		"TH_OIDC_ISSUER="+p.issuer,
 		"TH_OIDC_CLIENT_ID="+clientID,
-		"TH_OIDC_CLIENT_SECRET="+secret,
 		"TH_OIDC_POST_LOGOUT_REDIRECT_URL="+publicURL+"/",
 		"TH_COOKIES_KEYS="+key,
 		"TH_COOKIES_SECURE=true",
@@ -265,6 +249,7 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 		"TH_ROUTES="+string(routes),
 		"TH_LOG_FORMAT=json",
 	)
+	thEnv = append(thEnv, p.thEnv...)
 	th, err := s.start("tokenhandler", o.thBin, []string{"serve"}, thEnv)
 	if err != nil {
 		return err
@@ -275,21 +260,22 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	}
 
 	info := Info{
-		URL: publicURL, Issuer: issuer, APIURL: fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		URL: publicURL, Issuer: p.issuer, APIURL: apiURL,
 		AdminURL: adminURL, MetricsURL: adminURL + "/metrics",
-		Username: username, Password: password, TokenTTL: o.tokenTTL.String(), LogDir: s.dir,
+		Username: p.username, Password: p.password, TokenTTL: o.tokenTTL.String(), LogDir: s.dir,
+		FAPI: o.fapi, Audience: p.api.Audience,
 	}
 	fmt.Fprintf(s.human, `
 tokenhandler example stack is up.
 
   Open       %s
   Sign in    %s / %s
-  Provider   %s (Dex; access tokens live %s)
+  Provider   %s (%s; access tokens live %s)
   Metrics    %s
   Logs       %s
-
+%s
 Ctrl-C stops everything.
-`, info.URL, info.Username, info.Password, info.Issuer, info.TokenTTL, info.MetricsURL, info.LogDir)
+`, info.URL, info.Username, info.Password, info.Issuer, p.name, info.TokenTTL, info.MetricsURL, info.LogDir, p.note)
 	if o.jsonOut {
 		line, _ := json.Marshal(info)
 		fmt.Fprintln(stdout, string(line))
@@ -299,11 +285,76 @@ Ctrl-C stops everything.
 	case <-ctx.Done():
 		fmt.Fprintln(s.human, "stack: stopping")
 		return nil
-	case <-dex.Done():
-		return exitedError(dex)
+	case <-p.proc.Done():
+		return exitedError(p.proc)
 	case <-th.Done():
 		return exitedError(th)
 	}
+}
+
+// provider is a started OpenID provider and what the example API and tokenhandler need
+// to use it.
+type provider struct {
+	name               string // for the banner
+	proc               *testbench.Process
+	issuer             string
+	username, password string
+	api                api.Options // without Logger
+	thEnv              []string    // TH_* variables of the provider's client
+	note               string      // extra banner lines
+}
+
+// startDex starts the demo's Dex with a fresh client secret.
+func (s *stack) startDex(ctx context.Context, publicURL string) (*provider, error) {
+	o := s.o
+	issuer := fmt.Sprintf("http://localhost:%d/dex", o.dexPort)
+	dexBack := fmt.Sprintf("http://127.0.0.1:%d", o.dexPort)
+	if o.dexBin == "" {
+		fmt.Fprintln(s.human, "stack: finding the demo's Dex via scripts/idp-bin.sh dex-demo (the first build takes a minute or two; it is cached afterwards)")
+		bin, err := s.output(ctx, o.root, filepath.Join(o.root, "scripts", "idp-bin.sh"), "dex-demo")
+		if err != nil {
+			return nil, fmt.Errorf("building Dex: %w", err)
+		}
+		o.dexBin = bin
+	}
+	secret := testbench.RandomHex(24) // a fresh client secret per start: Dex and tokenhandler both get it here
+	cfgPath := filepath.Join(s.dir, "dex.yaml")
+	if err := writeDexConfig(cfgPath, dexConfig{
+		Issuer:       issuer,
+		Listen:       fmt.Sprintf("127.0.0.1:%d", o.dexPort),
+		TokenTTL:     o.tokenTTL.String(),
+		Username:     username,
+		PasswordHash: passwordHash,
+		ClientID:     clientID,
+		ClientSecret: secret,
+		PublicURL:    publicURL,
+	}); err != nil {
+		return nil, err
+	}
+	dex, err := s.start("dex", o.dexBin, []string{"serve", cfgPath}, append(childEnv(), "DEX_SESSIONS_ENABLED=true"))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx, dex, fmt.Sprintf("http://127.0.0.1:%d/dex/.well-known/openid-configuration", o.dexPort)); err != nil {
+		dex.Stop(5 * time.Second)
+		return nil, err
+	}
+	return &provider{
+		name: "Dex", proc: dex, issuer: issuer, username: username, password: password,
+		api: api.Options{
+			Issuer: issuer,
+			// Like docker-compose.yml: discovery and keys through the provider's internal
+			// address, iss still checked against the public issuer.
+			DiscoveryURL: dexBack + "/dex",
+			Audience:     clientID, // Dex's access tokens carry the client id as aud
+		},
+		thEnv: []string{
+			// As in docker-compose.yml: the browser uses the issuer's host, tokenhandler
+			// fetches discovery, tokens and keys through the back-channel address.
+			"TH_OIDC_BACKCHANNEL_BASE_URL=" + dexBack,
+			"TH_OIDC_CLIENT_SECRET=" + secret,
+		},
+	}, nil
 }
 
 // output runs a command to completion and returns its trimmed stdout; its stderr goes to

@@ -121,47 +121,9 @@ func TestStackRunsAndStops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Dex and tokenhandler")
 	}
-	root, err := findRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	th := filepath.Join(t.TempDir(), "tokenhandler")
-	build := exec.Command("go", "build", "-o", th, "./cmd/tokenhandler")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/tokenhandler: %v\n%s", err, out)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
+	root, th := buildTokenhandler(t)
+	info, cancel, done, _ := startStack(t, "-dex", dex, "-tokenhandler", th, "-root", root)
 	defer cancel()
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-ports=auto", "-json", "-token-ttl=5s", "-dex", dex, "-tokenhandler", th, "-root", root},
-			func(string) string { return "" }, pw, &stderr)
-		pw.Close()
-	}()
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var info Info
-	select {
-	case line, ok := <-lines:
-		if !ok {
-			t.Fatalf("the stack stopped before it was ready: %v\n%s", <-done, stderr.String())
-		}
-		if err := json.Unmarshal([]byte(line), &info); err != nil {
-			t.Fatalf("-json line %q: %v", line, err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the stack was not ready within 2 minutes\n%s", stderr.String())
-	}
 
 	get := func(url string, header ...string) (int, string) {
 		t.Helper()
@@ -195,8 +157,68 @@ func TestStackRunsAndStops(t *testing.T) {
 	if code, body := get(info.Issuer + "/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, "end_session_endpoint") {
 		t.Errorf("Dex discovery = %d, want 200 with end_session_endpoint (DEX_SESSIONS_ENABLED)", code)
 	}
-	pids := childPIDs(t, info.LogDir, th)
+	stopStack(t, info, cancel, done, childPIDs(t, info.LogDir, th))
+}
 
+// buildTokenhandler builds ./cmd/tokenhandler into the test's directory and returns the
+// repository root and the binary.
+func buildTokenhandler(t *testing.T) (root, bin string) {
+	t.Helper()
+	root, err := findRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(t.TempDir(), "tokenhandler")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/tokenhandler")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/tokenhandler: %v\n%s", err, out)
+	}
+	return root, bin
+}
+
+// startStack runs the stack with -ports=auto -json -token-ttl=5s and args until its
+// JSON line says it is ready. cancel is Ctrl-C; done gets run's result.
+func startStack(t *testing.T, args ...string) (info Info, cancel context.CancelFunc, done <-chan error, stderr *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	stderr = &bytes.Buffer{} // read only after done
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, append([]string{"-ports=auto", "-json", "-token-ttl=5s"}, args...),
+			func(string) string { return "" }, pw, stderr)
+		pw.Close()
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			cancel()
+			t.Fatalf("the stack stopped before it was ready: %v\n%s", <-errc, stderr.String())
+		}
+		if err := json.Unmarshal([]byte(line), &info); err != nil {
+			cancel()
+			t.Fatalf("-json line %q: %v", line, err)
+		}
+	case <-time.After(2 * time.Minute):
+		cancel()
+		t.Fatalf("the stack was not ready within 2 minutes")
+	}
+	return info, cancel, errc, stderr
+}
+
+// stopStack cancels the stack like Ctrl-C and checks that it returns nil, that the
+// processes pids are gone and that its log directory was removed.
+func stopStack(t *testing.T, info Info, cancel context.CancelFunc, done <-chan error, pids []int) {
+	t.Helper()
 	cancel() // Ctrl-C
 	select {
 	case err := <-done:

@@ -4,7 +4,8 @@
 //
 // e2e/idptest writes CONFIG.json and runs this behind its counting front proxy, whose URL
 // is the issuer (oidc-provider builds every endpoint URL from the request's Host, which
-// the front keeps). The configuration (all keys written by the harness):
+// the front keeps); examples/stack -fapi runs it directly for the FAPI 2.0 demo. Both
+// write CONFIG.json through internal/testbench.OIDCProvider. The configuration:
 //
 //   modules    directory holding node_modules/oidc-provider (npm ci of package-lock.json,
 //              cached outside the clone by scripts/idp-bin.sh oidc-provider)
@@ -18,6 +19,12 @@
 //              exchange (may be the target of token exchange)}
 //   dpop       {enabled, requireNonce}: DPoP on, and proofs without a server nonce get
 //              use_dpop_nonce
+// and optionally (examples/stack's FAPI demo sets them; the harness does not):
+//   signingAlg       the signing key's alg, for ID tokens and JWT access tokens: RS256
+//                    (default) or PS256 (the same RSA key)
+//   defaultResource  the resource indicator of a request that names none: its access
+//                    tokens are for that resource (a JWT when its format says so), at
+//                    the code and refresh grants too
 //
 // Test code only: it accepts any password for the known account, grants every requested
 // scope without a consent page (as Hydra's skip_consent and Dex's skipApprovalScreen do),
@@ -44,10 +51,11 @@ const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const resources = cfg.resources ?? {};
+const signingAlg = cfg.signingAlg ?? 'RS256';
 
 async function signingKey() {
   const { privateKey } = await keyPair;
-  return { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+  return { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), alg: signingAlg, use: 'sig' };
 }
 
 function resourceServer(indicator) {
@@ -58,7 +66,7 @@ function resourceServer(indicator) {
     scope: r.scope,
     accessTokenFormat: r.accessTokenFormat ?? 'opaque',
     accessTokenTTL: r.accessTokenTTL || cfg.ttl.accessToken,
-    ...(r.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+    ...(r.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: signingAlg } } } : {}),
   };
 }
 
@@ -139,8 +147,8 @@ const configuration = {
     dPoP: { enabled: cfg.dpop?.enabled !== false, nonceSecret: randomBytes(32), requireNonce: () => Boolean(cfg.dpop?.requireNonce) },
     resourceIndicators: {
       enabled: true,
-      defaultResource: async () => undefined,
-      useGrantedResource: async () => false,
+      defaultResource: async () => cfg.defaultResource,
+      useGrantedResource: async () => Boolean(cfg.defaultResource),
       getResourceServerInfo: async (_ctx, indicator) => resourceServer(indicator),
     },
   },
