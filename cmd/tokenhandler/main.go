@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -236,7 +237,17 @@ func runCheckConfig(args []string, getenv func(string) string, environ []string,
 		}
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.OIDC.HTTPTimeout)
+	defer cancel()
+	tokenWarnings, err := checkTokenPolicies(ctx, cfg, &http.Client{Timeout: cfg.OIDC.HTTPTimeout})
+	if err != nil {
+		return err
+	}
+	warnings = append(warnings, tokenWarnings...)
 	fmt.Fprintln(stdout, "config OK")
+	for _, n := range cfg.TokenNotes() {
+		fmt.Fprintf(stdout, "token: %s\n", n)
+	}
 	for _, n := range cfg.Notes() {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
