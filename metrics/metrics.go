@@ -35,6 +35,8 @@ type Metrics struct {
 	tokenEndpoint *prometheus.CounterVec
 	logins        *prometheus.CounterVec
 	redisErrors   *prometheus.CounterVec
+	derivations   *prometheus.CounterVec
+	derivedCache  *prometheus.CounterVec
 }
 
 // New returns Metrics registered in a fresh registry that also carries the Go runtime
@@ -95,6 +97,17 @@ func New() *Metrics {
 			Help:      "Failed Redis operations by operation.",
 		}, []string{"op"}),
 	}
+	m.derivations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "derivations_total",
+		Help:      "Requests to routes with a token policy that needed a derived token (cache misses), by route and outcome (success, token_unavailable, session_expired, idp_unavailable). Joined flights count too.",
+	}, []string{"route", "outcome"})
+	m.derivedCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "derived_token_cache_total",
+		Help:      "Lookups of routes' derived tokens, by route and result (hit, miss).",
+	}, []string{"route", "result"})
+	m.reg.MustRegister(m.derivations, m.derivedCache)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

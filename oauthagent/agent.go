@@ -28,10 +28,14 @@ type Options struct {
 	BackchannelBaseURL string // optional base for discovery and the back-channel endpoints
 	ClientID           string
 	ClientSecret       string
-	TokenAuthMethod    string   // "client_secret_basic" (default) or "client_secret_post"
-	Scopes             []string // nil: openid profile email offline_access
-	SigningAlgs        []string // nil: discovery's list ∩ {RS256, ES256, PS256}
-	RedirectURL        string   // public_url + auth prefix + "/callback"
+	TokenAuthMethod    string // "client_secret_basic" (default) or "client_secret_post"
+	// Resources are RFC 8707 resource indicators asked for at sign-in: those of the
+	// routes whose token is derived via refresh with a resource, so that the grant
+	// covers them. Empty: none.
+	Resources   []string
+	Scopes      []string // nil: openid profile email offline_access
+	SigningAlgs []string // nil: discovery's list ∩ {RS256, ES256, PS256}
+	RedirectURL string   // public_url + auth prefix + "/callback"
 	// PostLogoutRedirectURL is where the provider sends the browser after logout.
 	PostLogoutRedirectURL string
 	ErrorPath             string // where a failed callback lands with auth_error; "" means "/"

@@ -97,7 +97,7 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 		web.SetCookies(w, c.Clear(r))
 	}
 	a.obs.Login("started")
-	http.Redirect(w, r, p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)), http.StatusFound)
+	http.Redirect(w, r, withResources(p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)), a.opts.Resources), http.StatusFound)
 	return nil
 }
 

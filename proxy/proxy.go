@@ -60,6 +60,8 @@ type Route struct {
 	// Timeout bounds the time until the upstream's response headers arrive (504
 	// upstream_timeout); it never cuts a streaming body. 0 means 30s.
 	Timeout time.Duration
+	// Token is the route's token policy; nil: the session's access token as issued.
+	Token *session.TokenPolicy
 }
 
 // Options configure a Handler. Zero values are documented per field.
@@ -77,6 +79,13 @@ type Options struct {
 	// OwnCookie reports whether a cookie name is tokenhandler's (session.CookieNames.Owns).
 	// Required: those cookies never reach an upstream, and an upstream never sets them.
 	OwnCookie func(name string) bool
+	// Deriver obtains the tokens of routes with a token policy. Required when a route has
+	// one.
+	Deriver Deriver
+	// OnDerive, when set, is called once per request to a route with a token policy with
+	// the route, the outcome (Derive* constants; DeriveCached is a cache hit) and the
+	// time it took.
+	OnDerive func(route, outcome string, d time.Duration)
 	// Transport sends upstream requests. nil: DefaultTransport().
 	Transport http.RoundTripper
 	// Tracer, when set, records a span for the session's load and one for each refresh
@@ -127,6 +136,8 @@ type Handler struct {
 	onUpstream func(string, int, time.Duration)
 	onRefresh  func(string, string, time.Duration)
 	onError    func(int, string)
+	deriver    Deriver
+	onDerive   func(string, string, time.Duration)
 }
 
 type route struct {
@@ -138,7 +149,8 @@ type route struct {
 	methods  []string // nil: any but TRACE and CONNECT
 	allow    string   // the Allow header of a 405
 	timeout  time.Duration
-	handler  http.Handler // routeHandler{h, this route}
+	handler  http.Handler         // routeHandler{h, this route}
+	policy   *session.TokenPolicy // nil: the session's access token
 }
 
 const (
@@ -190,6 +202,8 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
+		deriver:    opts.Deriver,
+		onDerive:   opts.OnDerive,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -208,6 +222,10 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		rt, err := newRoute(r)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("proxy: routes[%d]: %w", i, err))
+			continue
+		}
+		if rt.policy != nil && opts.Deriver == nil {
+			errs = append(errs, fmt.Errorf("proxy: routes[%d]: a token policy needs Options.Deriver", i))
 			continue
 		}
 		if seen[rt.prefix] {
@@ -270,6 +288,16 @@ func newRoute(r Route) (*route, error) {
 	}
 	if rt.timeout == 0 {
 		rt.timeout = defaultTimeout
+	}
+	if p := r.Token; p != nil {
+		switch {
+		case p.Format == "jwt":
+			return nil, errors.New("token format jwt is not available in this build")
+		case p.Via == "refresh" || p.Via == "exchange":
+			rt.policy = p
+		case p.Via != "" && p.Via != "session":
+			return nil, fmt.Errorf("token via %q is not session, refresh or exchange", p.Via)
+		}
 	}
 	for _, m := range r.Methods {
 		m = strings.ToUpper(strings.TrimSpace(m))
@@ -340,6 +368,8 @@ type exchange struct {
 	replayable bool
 	body       *replayBody // the buffered body of a replayable request; nil: none
 	refreshed  bool        // this request refreshed (its response carries new cookies)
+	authz      string      // the route's derived Authorization value; "": the session's token
+	rederived  bool        // the derived token was replaced after an upstream 401
 	pending    []*http.Cookie
 	start      time.Time
 }
@@ -406,7 +436,7 @@ func (rh routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve is the spine of a proxied request whose path is clean and matched to x.route:
-// method, CSRF, session, proactive refresh, body, forward.
+// method, CSRF, session, body, proactive refresh, the route's token, forward.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	if !x.route.allows(r.Method) {
 		return fmt.Errorf("%w: %s", errMethod, r.Method)
@@ -448,6 +478,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		}
 	}
 	if err := h.refreshIfExpiring(ctx, w, x); err != nil {
+		return err
+	}
+	if err := h.routeToken(ctx, x, setOn(w)); err != nil {
 		return err
 	}
 	x.start = time.Now()
@@ -580,7 +613,11 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	dropSmuggledHeaders(out.Header)
 	stripOwnCookies(out.Header, h.own)
 	delete(out.Header, "Authorization")
-	out.Header["Authorization"] = []string{h.bearers.header(x.sess.AccessToken)}
+	if x.authz != "" {
+		out.Header["Authorization"] = []string{x.authz}
+	} else {
+		out.Header["Authorization"] = []string{h.bearers.header(x.sess.AccessToken)}
+	}
 }
 
 // modifyResponse keeps upstreams from setting tokenhandler's cookies and adds the cookies
@@ -640,6 +677,8 @@ func classify(err error) (int, string) {
 		return http.StatusForbidden, web.CodeOriginNotAllowed
 	case errors.Is(err, session.ErrRefreshDenied):
 		return http.StatusUnauthorized, web.CodeSessionExpired
+	case errors.Is(err, session.ErrTokenUnavailable):
+		return http.StatusBadGateway, web.CodeTokenUnavailable
 	case errors.Is(err, session.ErrIdPUnavailable):
 		return http.StatusBadGateway, web.CodeIdPUnavailable
 	case errors.Is(err, session.ErrStoreUnavailable):
@@ -673,6 +712,8 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	switch {
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
+	case code == web.CodeTokenUnavailable:
+		level = slog.LevelError // our configuration is wrong
 	case status >= 500:
 		level = slog.LevelWarn
 	case code == web.CodeSessionExpired:

@@ -188,7 +188,12 @@ func (p *gracePayload) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, p.AccessIssued)
 	b = appendTime(b, p.AccessExpiry)
 	b = appendString(b, p.RefreshToken)
-	return appendString(b, p.IDToken), nil
+	b = appendString(b, p.IDToken)
+	if p.For != "" {
+		// Only then: an entry of the session's own tokens reads as before.
+		b = appendString(b, p.For)
+	}
+	return b, nil
 }
 
 func (p *gracePayload) UnmarshalBinary(data []byte) error { return p.unmarshalString(string(data)) }
@@ -200,6 +205,9 @@ func (p *gracePayload) unmarshalString(data string) error {
 	p.AccessExpiry = d.time()
 	p.RefreshToken = d.string()
 	p.IDToken = d.string()
+	if d.err == nil && d.pos < len(d.s) {
+		p.For = d.string()
+	}
 	return d.finish()
 }
 

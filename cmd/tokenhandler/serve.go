@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
@@ -80,7 +81,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, m, tr, logger)
+	px, err := newProxy(cfg, stores.store, agent.Refresher(), agent.Refresher(), routes, csrf, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func proxyRoutes(cfg *config.Config) ([]proxy.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes: %s: upstream: %w", r.Path, err)
 		}
-		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout})
+		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout, Token: tokenPolicy(r.Token)})
 	}
 	return routes, nil
 }
@@ -224,9 +225,16 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 }
 
 func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
-	var apiPaths []string // never pages of the SPA: a return_to under one is refused
+	var apiPaths, resources []string // never pages of the SPA: a return_to under one is refused
 	for _, r := range routes {
 		apiPaths = append(apiPaths, r.Path)
+		if r.Token != nil && r.Token.Via == "refresh" {
+			for _, res := range r.Token.Resource {
+				if !slices.Contains(resources, res) {
+					resources = append(resources, res)
+				}
+			}
+		}
 	}
 	return oauthagent.New(st.store, st.logins, coord, oauthagent.Options{
 		Issuer:                cfg.OIDC.Issuer,
@@ -234,6 +242,7 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 		ClientID:              cfg.OIDC.ClientID,
 		ClientSecret:          string(cfg.OIDC.ClientSecret),
 		TokenAuthMethod:       cfg.OIDC.TokenAuthMethod,
+		Resources:             resources,
 		Scopes:                cfg.OIDC.Scopes,
 		SigningAlgs:           cfg.OIDC.IDTokenSigningAlgs,
 		RedirectURL:           cfg.RedirectURL(),
@@ -251,7 +260,7 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 	})
 }
 
-func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
+func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, deriver proxy.Deriver, routes []proxy.Route, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -273,6 +282,8 @@ func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, r
 		OnUpstream:     m.Upstream,
 		OnRefresh:      m.RequestRefresh,
 		OnError:        m.ProxyRefusal,
+		Deriver:        deriver,
+		OnDerive:       m.Derive,
 	})
 }
 
@@ -396,3 +407,17 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listeni
 
 // The agent's Refresher is what the proxy refreshes through.
 var _ proxy.Refresher = (*oauthagent.Refresher)(nil)
+
+// The agent's Refresher derives the routes' tokens.
+var _ proxy.Deriver = (*oauthagent.Refresher)(nil)
+
+// tokenPolicy translates a route's token block; nil for the session's token as issued.
+func tokenPolicy(t config.RouteToken) *session.TokenPolicy {
+	if !t.Derives() {
+		return nil
+	}
+	return &session.TokenPolicy{
+		Via: t.EffectiveVia(), Resource: t.Resource, Audience: t.Audience, Scope: t.Scope,
+		Format: t.EffectiveFormat(), JWTFrom: t.EffectiveJWTFrom(),
+	}
+}
