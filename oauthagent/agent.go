@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -32,7 +33,10 @@ type Options struct {
 	// Resources are RFC 8707 resource indicators asked for at sign-in: those of the
 	// routes whose token is derived via refresh with a resource, so that the grant
 	// covers them. Empty: none.
-	Resources   []string
+	Resources []string
+	// Signer signs the JWTs of routes with token.format jwt, jwt_from mint. nil: such
+	// routes get 502 token_unavailable.
+	Signer      *mint.Signer
 	Scopes      []string // nil: openid profile email offline_access
 	SigningAlgs []string // nil: discovery's list ∩ {RS256, ES256, PS256}
 	RedirectURL string   // public_url + auth prefix + "/callback"
@@ -128,7 +132,7 @@ func New(store session.Store, logins *session.LoginJar, coord *session.Coordinat
 	}
 	a := &Agent{opts: opts, store: store, logins: logins, log: opts.Logger, now: opts.Now, obs: opts.Observer,
 		forced: web.NewLimiter(time.Minute, 100_000)}
-	a.refresher = &Refresher{agent: a, coord: coord}
+	a.refresher = &Refresher{agent: a, coord: coord, signer: opts.Signer}
 	return a, nil
 }
 

@@ -33,21 +33,31 @@ const (
 // session.ErrRefreshDenied (refresh: the session is over) or session.ErrIdPUnavailable.
 func (r *Refresher) RouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy, skew time.Duration, renew session.Renewer) (header string, hit bool, err error) {
 	return r.coord.Derived(ctx, s.AccessToken, p, skew, s.AccessExpiry, func(ctx context.Context) (*session.DerivedToken, error) {
-		switch p.Via {
-		case "exchange":
-			return r.exchange(ctx, s, p)
-		case "refresh":
-			var dt *session.DerivedToken
-			_, err := renew(ctx, func(ctx context.Context, s *session.Session) (*session.Session, error) {
-				ns, t, err := r.refreshFor(ctx, s, p)
-				dt = t
-				return ns, err
-			})
-			return dt, err
-		default:
-			return nil, fmt.Errorf("oauthagent: derive: %w: via %q derives nothing", session.ErrTokenUnavailable, p.Via)
+		under, err := r.underlying(ctx, s, p, renew)
+		if err != nil || p.Format != "jwt" || isJWS(under.Token) {
+			return under, err // a JWT already is one: sent as issued
 		}
+		return r.toJWT(ctx, under, p)
 	})
+}
+
+// underlying is the token p's route gets before any format change: the session's, or
+// one derived via refresh or exchange.
+func (r *Refresher) underlying(ctx context.Context, s *session.Session, p *session.TokenPolicy, renew session.Renewer) (*session.DerivedToken, error) {
+	switch p.Via {
+	case "exchange":
+		return r.exchange(ctx, s, p)
+	case "refresh":
+		var dt *session.DerivedToken
+		_, err := renew(ctx, func(ctx context.Context, s *session.Session) (*session.Session, error) {
+			ns, t, err := r.refreshFor(ctx, s, p)
+			dt = t
+			return ns, err
+		})
+		return dt, err
+	default:
+		return &session.DerivedToken{Token: s.AccessToken, Issued: s.AccessIssued, Expiry: s.AccessExpiry}, nil
+	}
 }
 
 // DropRouteToken forgets the cached token of policy p for s (an upstream refused it);

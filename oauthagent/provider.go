@@ -27,6 +27,7 @@ type metadata struct {
 	UserinfoEndpoint          string   `json:"userinfo_endpoint"`
 	JWKSURI                   string   `json:"jwks_uri"`
 	RevocationEndpoint        string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint     string   `json:"introspection_endpoint"`
 	EndSessionEndpoint        string   `json:"end_session_endpoint"`
 	SigningAlgs               []string `json:"id_token_signing_alg_values_supported"`
 	CodeChallengeMethods      []string `json:"code_challenge_methods_supported"`
@@ -98,7 +99,7 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 	if back != nil {
 		// The browser keeps the published authorization and end-session endpoints; the
 		// endpoints tokenhandler calls itself go through the back-channel base.
-		for _, e := range []*string{&m.TokenEndpoint, &m.JWKSURI, &m.UserinfoEndpoint, &m.RevocationEndpoint} {
+		for _, e := range []*string{&m.TokenEndpoint, &m.JWKSURI, &m.UserinfoEndpoint, &m.RevocationEndpoint, &m.IntrospectionEndpoint} {
 			if *e == "" {
 				continue
 			}

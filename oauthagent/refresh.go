@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -19,8 +20,9 @@ import (
 // each refresh token at most once: the session.Coordinator runs one refresh per refresh
 // token at a time and serves late callers from the rotation grace entry.
 type Refresher struct {
-	agent *Agent
-	coord *session.Coordinator
+	agent  *Agent
+	coord  *session.Coordinator
+	signer *mint.Signer // nil: no token_signing keys
 }
 
 // Refresh returns a copy of s with fresh tokens. Errors wrap session.ErrRefreshDenied

@@ -291,9 +291,7 @@ func newRoute(r Route) (*route, error) {
 	}
 	if p := r.Token; p != nil {
 		switch {
-		case p.Format == "jwt":
-			return nil, errors.New("token format jwt is not available in this build")
-		case p.Via == "refresh" || p.Via == "exchange":
+		case p.Via == "refresh" || p.Via == "exchange" || p.Format == "jwt":
 			rt.policy = p
 		case p.Via != "" && p.Via != "session":
 			return nil, fmt.Errorf("token via %q is not session, refresh or exchange", p.Via)

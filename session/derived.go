@@ -34,6 +34,9 @@ type TokenPolicy struct {
 	Scope    string
 	Format   string // "as_issued" or "jwt"
 	JWTFrom  string // "mint" or "introspection"
+	// Upstream is the route's upstream origin: a minted token's aud when the policy has
+	// neither Audience nor Resource.
+	Upstream string
 
 	keyOnce sync.Once
 	key     string
@@ -43,7 +46,7 @@ type TokenPolicy struct {
 func (p *TokenPolicy) Key() string {
 	p.keyOnce.Do(func() {
 		var b strings.Builder
-		for _, f := range [][]string{{p.Via}, p.Resource, p.Audience, {p.Scope}, {p.Format}, {p.JWTFrom}} {
+		for _, f := range [][]string{{p.Via}, p.Resource, p.Audience, {p.Scope}, {p.Format}, {p.JWTFrom}, {p.Upstream}} {
 			for _, s := range f {
 				fmt.Fprintf(&b, "%d:%s", len(s), s)
 			}

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/tokenhandler/tokenhandler/mint"
 )
 
 // TestCheckConfigTokenPolicies: check-config names the routes that derive tokens, and
@@ -68,5 +70,20 @@ routes:
 		if !strings.Contains(stderr+err.Error(), want) {
 			t.Errorf("check-config error = %v %s, want %q", err, stderr, want)
 		}
+	}
+}
+
+func TestKeygenSigning(t *testing.T) {
+	for _, kind := range []string{"ec", "ed25519"} {
+		out, _, err, code := runCmd(t, nil, "keygen", "--signing", kind)
+		if err != nil || code != 0 {
+			t.Fatalf("keygen --signing %s = %v (exit %d)", kind, err, code)
+		}
+		if _, perr := mint.ParseKey([]byte(out)); perr != nil {
+			t.Errorf("keygen --signing %s printed a key ParseKey refuses: %v", kind, perr)
+		}
+	}
+	if _, _, _, code := runCmd(t, nil, "keygen", "--signing", "rsa"); code != 2 {
+		t.Errorf("keygen --signing rsa exit %d, want a usage error (2)", code)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/tokenhandler/tokenhandler/config"
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -111,8 +112,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, environ
 	case "check-config":
 		return runCheckConfig(args, getenv, environ, stdout, stderr)
 	case "keygen":
-		if err := parseFlags(flag.NewFlagSet("keygen", flag.ContinueOnError), args, stderr); err != nil {
+		fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+		signing := fs.String("signing", "", "print a PEM signing key for token_signing.keys instead: ec (P-256, ES256) or ed25519 (EdDSA)")
+		if err := parseFlags(fs, args, stderr); err != nil {
 			return err
+		}
+		if *signing != "" {
+			return keygenSigning(stdout, *signing)
 		}
 		return keygen(stdout)
 	case "version":
@@ -255,6 +261,16 @@ func runCheckConfig(args []string, getenv func(string) string, environ []string,
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return nil
+}
+
+// keygenSigning prints a new PEM private key for token_signing.keys.
+func keygenSigning(stdout io.Writer, kind string) error {
+	pemKey, err := mint.GenerateKey(kind)
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("keygen --signing: %v", err)}
+	}
+	_, err = stdout.Write(pemKey)
+	return err
 }
 
 // keygen prints a fresh key pair in the form session.ParseKeyPair reads (the parser

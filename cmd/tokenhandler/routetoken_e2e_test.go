@@ -2,14 +2,20 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/tokenhandler/tokenhandler/e2e/idptest"
+	"github.com/tokenhandler/tokenhandler/mint"
 )
 
 // Resources of the route-token tests at oidc-provider.
@@ -28,9 +34,19 @@ func routeTokenStack(t *testing.T) (*stack, *upstream) {
 		{"path": "/orders/", "upstream": api.srv.URL, "token": map[string]any{"via": "refresh", "resource": []string{ordersResource}, "scope": "orders:read"}},
 		{"path": "/reports/", "upstream": api.srv.URL, "token": map[string]any{"via": "exchange", "audience": []string{"reports"}}},
 		{"path": "/badtarget/", "upstream": api.srv.URL, "token": map[string]any{"via": "exchange", "audience": []string{"nobody"}}},
+		{"path": "/minted/", "upstream": api.srv.URL, "token": map[string]any{"format": "jwt"}},
+		{"path": "/phantom/", "upstream": api.srv.URL, "token": map[string]any{"format": "jwt", "jwt_from": "introspection"}},
 		{"path": "/badscope/", "upstream": api.srv.URL, "token": map[string]any{"via": "refresh", "scope": "reports:read"}},
 	}
 	rj, _ := json.Marshal(routes)
+	keyPEM, err := mint.GenerateKey("ec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	s := startStack(t, stackOptions{
 		kind: idptest.KindOIDCProvider,
 		idp: idptest.Options{
@@ -41,8 +57,10 @@ func routeTokenStack(t *testing.T) (*stack, *upstream) {
 			},
 		},
 		env: map[string]string{
-			"TH_ROUTES":      string(rj),
-			"TH_OIDC_SCOPES": "openid,profile,email,offline_access,orders:read",
+			"TH_ROUTES":             string(rj),
+			"TH_OIDC_SCOPES":        "openid,profile,email,offline_access,orders:read",
+			"TH_TOKEN_SIGNING_KEYS": keyFile,
+			"TH_TOKEN_SIGNING_TTL":  "2m",
 		},
 	})
 	return s, api
@@ -134,6 +152,70 @@ func TestRouteTokens(t *testing.T) {
 		}
 		if set := resp.Header.Values("Set-Cookie"); len(set) != 0 {
 			t.Errorf("an exchange set cookies %q, want the session untouched", set)
+		}
+	})
+
+	t.Run("format jwt, mint: an RFC 9068 JWT signed with tokenhandler's key", func(t *testing.T) {
+		before := s.idp.IntrospectionCalls()
+		resp, body := s.do(c, http.MethodGet, "/minted/x", csrfHeader)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /minted/x = %d %s, want 200", resp.StatusCode, body)
+		}
+		tok := bearerOf(t, api, "/minted/")
+		secrets["minted token"] = tok
+		jr, err := http.Get(s.url + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		jb, _ := io.ReadAll(jr.Body)
+		jr.Body.Close()
+		if cc := jr.Header.Get("Cache-Control"); cc != "public, max-age=300" {
+			t.Errorf("JWKS Cache-Control = %q", cc)
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(jb, &set); err != nil || len(set.Keys) != 1 {
+			t.Fatalf("JWKS = %s (%v), want one key", jb, err)
+		}
+		jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatalf("minted token does not parse as ES256 JWS: %v", err)
+		}
+		if kid := jws.Signatures[0].Header.KeyID; kid != set.Keys[0].KeyID {
+			t.Errorf("kid %q, want the published %q", kid, set.Keys[0].KeyID)
+		}
+		if typ := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType]; typ != "at+jwt" {
+			t.Errorf("typ = %v, want at+jwt", typ)
+		}
+		payload, err := jws.Verify(set.Keys[0])
+		if err != nil {
+			t.Fatalf("minted token does not verify against the published key set: %v", err)
+		}
+		var claims map[string]any
+		_ = json.Unmarshal(payload, &claims)
+		if claims["iss"] != s.url || claims["sub"] != sess.Subject || claims["aud"] != api.srv.URL || claims["client_id"] != s.idp.ClientID || claims["jti"] == "" {
+			t.Errorf("minted claims = %v, want iss %s, sub %s, aud %s (the upstream's origin), client_id %s", claims, s.url, sess.Subject, api.srv.URL, s.idp.ClientID)
+		}
+		exp := time.Unix(int64(claims["exp"].(float64)), 0)
+		if exp.After(sess.AccessExpiry) || exp.After(time.Now().Add(2*time.Minute+time.Second)) {
+			t.Errorf("minted exp %v is beyond the session token's %v or now + ttl", exp, sess.AccessExpiry)
+		}
+		s.do(c, http.MethodGet, "/minted/y", csrfHeader)
+		if got := s.idp.IntrospectionCalls() - before; got != 1 {
+			t.Errorf("introspections = %d, want 1 (the second request is served from the cache)", got)
+		}
+	})
+
+	t.Run("format jwt, jwt_from introspection: the provider's signed introspection response", func(t *testing.T) {
+		resp, body := s.do(c, http.MethodGet, "/phantom/x", csrfHeader)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /phantom/x = %d %s, want 200", resp.StatusCode, body)
+		}
+		tok := bearerOf(t, api, "/phantom/")
+		secrets["phantom token"] = tok
+		claims, typ := s.idp.VerifyJWT(t, tok)
+		ti, _ := claims["token_introspection"].(map[string]any)
+		if typ != "token-introspection+jwt" || ti["active"] != true || ti["sub"] != sess.Subject {
+			t.Errorf("phantom token typ %q claims %v, want token-introspection+jwt, active, sub %s", typ, claims, sess.Subject)
 		}
 	})
 

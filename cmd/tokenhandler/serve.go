@@ -10,11 +10,14 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/metrics"
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/oauthagent"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/redisclient"
@@ -77,7 +80,11 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	csrf := &web.CSRF{Header: cfg.CSRF.Header, PublicOrigin: cfg.PublicOrigin(), AllowedOrigins: cfg.CORS.AllowedOrigins}
-	agent, err := newAgent(cfg, stores, routes, coord, csrf, m, tr, logger)
+	signer, err := newSigner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := newAgent(cfg, stores, routes, coord, signer, csrf, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -95,12 +102,15 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		Metrics:     m,
 		Logger:      logger,
 	}
+	if signer != nil {
+		parts.JWKS = signer.JWKSHandler()
+	}
 	if cfg.Static.Dir != "" {
 		parts.Static = staticHandler(cfg.Static.Dir)
 	}
 	return &app{
 		public:     newRouter(parts),
-		admin:      newAdmin(agent, shared, m, logger),
+		admin:      newAdmin(agent, shared, m, signer, logger),
 		agent:      agent,
 		closeRedis: closeRedis,
 		tracing:    tr,
@@ -128,7 +138,7 @@ func proxyRoutes(cfg *config.Config) ([]proxy.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes: %s: upstream: %w", r.Path, err)
 		}
-		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout, Token: tokenPolicy(r.Token)})
+		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout, Token: tokenPolicy(r.Token, u)})
 	}
 	return routes, nil
 }
@@ -224,7 +234,7 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 	return &st, nil
 }
 
-func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
+func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, signer *mint.Signer, csrf *web.CSRF, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
 	var apiPaths, resources []string // never pages of the SPA: a return_to under one is refused
 	for _, r := range routes {
 		apiPaths = append(apiPaths, r.Path)
@@ -243,6 +253,7 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 		ClientSecret:          string(cfg.OIDC.ClientSecret),
 		TokenAuthMethod:       cfg.OIDC.TokenAuthMethod,
 		Resources:             resources,
+		Signer:                signer,
 		Scopes:                cfg.OIDC.Scopes,
 		SigningAlgs:           cfg.OIDC.IDTokenSigningAlgs,
 		RedirectURL:           cfg.RedirectURL(),
@@ -289,7 +300,7 @@ func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, d
 
 // newAdmin is the admin listener's mux: liveness, readiness (discovery done, Redis
 // reachable) and the metrics.
-func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics, signer *mint.Signer, logger *slog.Logger) http.Handler {
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -309,6 +320,9 @@ func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", m.Handler())
+	if signer != nil {
+		admin.Handle("GET /jwks.json", signer.JWKSHandler())
+	}
 	return admin
 }
 
@@ -412,12 +426,33 @@ var _ proxy.Refresher = (*oauthagent.Refresher)(nil)
 var _ proxy.Deriver = (*oauthagent.Refresher)(nil)
 
 // tokenPolicy translates a route's token block; nil for the session's token as issued.
-func tokenPolicy(t config.RouteToken) *session.TokenPolicy {
+func tokenPolicy(t config.RouteToken, upstream *url.URL) *session.TokenPolicy {
 	if !t.Derives() {
 		return nil
 	}
 	return &session.TokenPolicy{
 		Via: t.EffectiveVia(), Resource: t.Resource, Audience: t.Audience, Scope: t.Scope,
 		Format: t.EffectiveFormat(), JWTFrom: t.EffectiveJWTFrom(),
+		Upstream: upstream.Scheme + "://" + upstream.Host,
 	}
+}
+
+// newSigner loads token_signing.keys (the first signs); nil without keys.
+func newSigner(cfg *config.Config) (*mint.Signer, error) {
+	if len(cfg.TokenSigning.Keys) == 0 {
+		return nil, nil
+	}
+	var keys []*mint.Key
+	for i, path := range cfg.TokenSigning.Keys {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("token_signing.keys[%d] (TH_TOKEN_SIGNING_KEYS): %w", i, err)
+		}
+		k, err := mint.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("token_signing.keys[%d] (TH_TOKEN_SIGNING_KEYS): %w", i, err)
+		}
+		keys = append(keys, k)
+	}
+	return mint.NewSigner(keys, mint.Options{Issuer: strings.TrimSuffix(cfg.PublicURL, "/"), TTL: cfg.TokenSigning.TTL})
 }
