@@ -38,6 +38,11 @@ type Options struct {
 	// none unless one is registered, so the demo cannot insist on a resource audience.
 	// A real API should set it.
 	Audience string
+	// JWKSURL, when set, is a key set to verify tokens against without discovery:
+	// tokenhandler's own /.well-known/jwks.json for routes whose tokens it mints
+	// (token.format jwt). Issuer is then tokenhandler's public_url, and only ES256 and
+	// EdDSA are accepted.
+	JWKSURL string
 	// HTTPClient fetches discovery and keys; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
 	// Logger nil means slog.Default().
@@ -157,9 +162,12 @@ func (h *Handler) verifierFor(ctx context.Context) (*oidc.IDTokenVerifier, error
 	if h.verifier != nil {
 		return h.verifier, nil
 	}
-	jwksURL, algs, err := h.discover(ctx)
-	if err != nil {
-		return nil, err
+	jwksURL, algs := h.opts.JWKSURL, []string{oidc.ES256, oidc.EdDSA}
+	if jwksURL == "" {
+		var err error
+		if jwksURL, algs, err = h.discover(ctx); err != nil {
+			return nil, err
+		}
 	}
 	cfg := &oidc.Config{
 		ClientID:             h.opts.Audience,

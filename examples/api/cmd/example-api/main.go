@@ -41,11 +41,12 @@ func run(args []string, getenv func(string) string) error {
 	issuer := fs.String("issuer", def("EXAMPLE_API_ISSUER", ""), "the provider's issuer, exactly as in the tokens' iss (EXAMPLE_API_ISSUER)")
 	discovery := fs.String("discovery-url", def("EXAMPLE_API_DISCOVERY_URL", ""), "fetch discovery and keys from this base URL instead of the issuer, e.g. http://dex:5556/dex in Docker (EXAMPLE_API_DISCOVERY_URL)")
 	audience := fs.String("audience", def("EXAMPLE_API_AUDIENCE", ""), "require this value in the token's aud; empty accepts any (EXAMPLE_API_AUDIENCE)")
+	jwks := fs.String("jwks-url", def("EXAMPLE_API_JWKS_URL", ""), "verify against this key set without discovery, e.g. tokenhandler's http://localhost:8080/.well-known/jwks.json for a route with token.format jwt; -issuer is then tokenhandler's public_url (EXAMPLE_API_JWKS_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	h, err := api.New(api.Options{Issuer: *issuer, DiscoveryURL: *discovery, Audience: *audience, Logger: logger})
+	h, err := api.New(api.Options{Issuer: *issuer, DiscoveryURL: *discovery, JWKSURL: *jwks, Audience: *audience, Logger: logger})
 	if err != nil {
 		return err
 	}
