@@ -30,8 +30,8 @@ func (d coordDeriver) RouteToken(ctx context.Context, s *session.Session, p *ses
 	return d.coord.Derived(ctx, s.AccessToken, p, skew, s.AccessExpiry, func(context.Context) (*session.DerivedToken, error) { return d.derive() })
 }
 
-func (d coordDeriver) DropRouteToken(s *session.Session, p *session.TokenPolicy) {
-	d.coord.DropDerived(s.AccessToken, p)
+func (d coordDeriver) DropRouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy) {
+	d.coord.DropDerived(ctx, s.AccessToken, p)
 }
 
 // BenchmarkRouteTokens is one proxied GET (1.2 KB session token) through proxy.Handler to

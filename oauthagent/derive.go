@@ -62,8 +62,8 @@ func (r *Refresher) underlying(ctx context.Context, s *session.Session, p *sessi
 
 // DropRouteToken forgets the cached token of policy p for s (an upstream refused it);
 // p nil forgets every derived token of s.
-func (r *Refresher) DropRouteToken(s *session.Session, p *session.TokenPolicy) {
-	r.coord.DropDerived(s.AccessToken, p)
+func (r *Refresher) DropRouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy) {
+	r.coord.DropDerived(ctx, s.AccessToken, p)
 }
 
 // refreshFor spends s's refresh token on a refresh-token grant carrying p's resource and

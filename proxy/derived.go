@@ -22,7 +22,7 @@ type Deriver interface {
 	// session.ErrRefreshDenied or session.ErrIdPUnavailable.
 	RouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy, skew time.Duration, renew session.Renewer) (header string, hit bool, err error)
 	// DropRouteToken forgets the cached token of p for s.
-	DropRouteToken(s *session.Session, p *session.TokenPolicy)
+	DropRouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy)
 }
 
 // Derivation outcomes, the vocabulary of OnDerive.

@@ -65,7 +65,7 @@ func (t *transport) rederive(req *http.Request, x *exchange, res *http.Response)
 
 	ctx := req.Context()
 	pending := func(c []*http.Cookie) { x.pending = append(x.pending, c...) }
-	h.deriver.DropRouteToken(x.sess, x.route.policy)
+	h.deriver.DropRouteToken(ctx, x.sess, x.route.policy)
 	if x.sess.NeedsRefresh(h.now(), h.skew) && x.sess.RefreshToken != "" {
 		cookies, err := h.refresh(ctx, x, "reactive")
 		pending(cookies)

@@ -26,6 +26,7 @@ const (
 	kindID      = 'i'
 	kindLogin   = 'l'
 	kindGrace   = 'g'
+	kindDerived = 'd' // a derived token shared in Redis (derived_redis.go)
 )
 
 var errMalformed = errors.New("session: malformed payload")

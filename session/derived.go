@@ -129,8 +129,10 @@ func (c *derivedCache) drop(accessToken, policy string) {
 // which runs once per (access token, policy) however many callers ask at once, detached
 // from their cancellation and bounded by the coordinator's Timeout. The result is kept
 // until its expiry less the effective skew, min(skew, half its lifetime) (a token without
-// an expiry until notAfter, the session access token's own expiry). hit reports whether
-// the cache answered. fn's errors reach every caller of that flight and are not
+// an expiry until notAfter, the session access token's own expiry). With Redis
+// (CoordinatorOptions.Redis) the result is shared with the other replicas, sealed
+// (AES-GCM) under a key derived (HKDF) from accessToken, and a flight looks there before
+// calling fn. hit reports whether the in-process cache answered. fn's errors reach every caller of that flight and are not
 // remembered.
 func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenPolicy, skew time.Duration, notAfter time.Time,
 	fn func(ctx context.Context) (*DerivedToken, error)) (header string, hit bool, err error) {
@@ -145,12 +147,17 @@ func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenP
 		if e := c.derived.get(accessToken, key, c.now()); e != nil {
 			return e, nil // a flight that just ended
 		}
+		if e := c.sharedDerived(fctx, accessToken, key); e != nil {
+			c.derived.put(accessToken, key, e) // another replica derived it
+			return e, nil
+		}
 		t, err := c.derive(fctx, fn)
 		if err != nil {
 			return nil, err
 		}
 		e := &derivedEntry{tok: *t, header: "Bearer " + t.Token, until: derivedUntil(t, skew, notAfter)}
 		c.derived.put(accessToken, key, e)
+		c.shareDerived(fctx, accessToken, key, e)
 		return e, nil
 	})
 	select {
@@ -196,10 +203,16 @@ func derivedUntil(t *DerivedToken, skew time.Duration, notAfter time.Time) time.
 // DropDerived forgets the derived token of policy p for the session whose access token is
 // accessToken (after an upstream refused it); p nil forgets all of that session's
 // (logout).
-func (c *Coordinator) DropDerived(accessToken string, p *TokenPolicy) {
+//
+// With Redis, the shared entry of p is deleted too (so that a token an upstream refused is
+// not read back); on logout the shared entries are left to expire: they open only with the
+// session's access token, which the ended session's cookies no longer get past the deny
+// list.
+func (c *Coordinator) DropDerived(ctx context.Context, accessToken string, p *TokenPolicy) {
 	key := ""
 	if p != nil {
 		key = p.Key()
+		c.unshareDerived(ctx, accessToken, key)
 	}
 	c.derived.drop(accessToken, key)
 }
