@@ -30,6 +30,10 @@ func (d coordDeriver) RouteToken(ctx context.Context, s *session.Session, p *ses
 	return d.coord.Derived(ctx, s.AccessToken, p, skew, s.AccessExpiry, func(context.Context) (*session.DerivedToken, error) { return d.derive() })
 }
 
+func (d coordDeriver) CachedRouteToken(s *session.Session, p *session.TokenPolicy) (string, bool) {
+	return d.coord.CachedDerived(s.AccessToken, p)
+}
+
 func (d coordDeriver) DropRouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy) {
 	d.coord.DropDerived(ctx, s.AccessToken, p)
 }

@@ -60,6 +60,11 @@ func (r *Refresher) underlying(ctx context.Context, s *session.Session, p *sessi
 	}
 }
 
+// CachedRouteToken returns the cached Authorization value of p for s, if any.
+func (r *Refresher) CachedRouteToken(s *session.Session, p *session.TokenPolicy) (string, bool) {
+	return r.coord.CachedDerived(s.AccessToken, p)
+}
+
 // DropRouteToken forgets the cached token of policy p for s (an upstream refused it);
 // p nil forgets every derived token of s.
 func (r *Refresher) DropRouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy) {

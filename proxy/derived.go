@@ -21,6 +21,9 @@ type Deriver interface {
 	// Errors wrap session.ErrTokenUnavailable, session.ErrSubjectRejected,
 	// session.ErrRefreshDenied or session.ErrIdPUnavailable.
 	RouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy, skew time.Duration, renew session.Renewer) (header string, hit bool, err error)
+	// CachedRouteToken returns RouteToken's answer when it is cached in this process,
+	// without deriving: the allocation-free hot path.
+	CachedRouteToken(s *session.Session, p *session.TokenPolicy) (header string, ok bool)
 	// DropRouteToken forgets the cached token of p for s.
 	DropRouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy)
 }
@@ -37,21 +40,28 @@ const (
 // routeToken gets the token of x.route's policy into x.authz (rewrite sends it); a route
 // without a policy sends the session's access token. Cookies of a session renewed on
 // the way (via refresh, or the refresh after an exchange's refused subject) go to set.
-func (h *Handler) routeToken(ctx context.Context, x *exchange, set func([]*http.Cookie)) error {
+func (h *Handler) routeToken(ctx context.Context, x *exchange, w http.ResponseWriter) error {
 	if x.route.policy == nil {
 		return nil
 	}
+	if header, ok := h.deriver.CachedRouteToken(x.sess, x.route.policy); ok {
+		x.authz = header
+		if h.onDerive != nil {
+			h.onDerive(x.route.prefix, DeriveCached, 0)
+		}
+		return nil
+	}
 	start := time.Now()
-	hit, err := h.derive(ctx, x, set)
+	hit, err := h.derive(ctx, x, w)
 	if err != nil && errors.Is(err, session.ErrSubjectRejected) {
 		// The provider refused the session's access token as subject: refresh the
 		// session once and exchange its new token; refused again, the session is over.
-		if err = h.refreshFor(ctx, x, set); err == nil {
-			hit, err = h.derive(ctx, x, set)
+		if err = h.refreshFor(ctx, x, w); err == nil {
+			hit, err = h.derive(ctx, x, w)
 		}
 		if errors.Is(err, session.ErrSubjectRejected) {
 			del, derr := h.store.Delete(context.WithoutCancel(ctx), x.in, x.sess)
-			set(del)
+			setRouteCookies(w, x, del)
 			err = fmt.Errorf("proxy: %w: %w (deleting the session: %v)", session.ErrRefreshDenied, err, derr)
 		}
 	}
@@ -63,7 +73,7 @@ func (h *Handler) routeToken(ctx context.Context, x *exchange, set func([]*http.
 
 // derive asks the Deriver once, renewing through session.Renew when the derivation is
 // a refresh.
-func (h *Handler) derive(ctx context.Context, x *exchange, set func([]*http.Cookie)) (bool, error) {
+func (h *Handler) derive(ctx context.Context, x *exchange, w http.ResponseWriter) (bool, error) {
 	// renew may run in a flight that outlives this request: what it yields is read
 	// under mu, and only once RouteToken has returned.
 	var (
@@ -84,7 +94,7 @@ func (h *Handler) derive(ctx context.Context, x *exchange, set func([]*http.Cook
 	if renewed != nil {
 		x.sess, x.refreshed = renewed, true
 	}
-	set(cookies)
+	setRouteCookies(w, x, cookies)
 	mu.Unlock()
 	if err != nil {
 		return false, fmt.Errorf("proxy: token for %s: %w", x.route.prefix, err)
@@ -94,12 +104,12 @@ func (h *Handler) derive(ctx context.Context, x *exchange, set func([]*http.Cook
 }
 
 // refreshFor refreshes x's session before a second derivation.
-func (h *Handler) refreshFor(ctx context.Context, x *exchange, set func([]*http.Cookie)) error {
+func (h *Handler) refreshFor(ctx context.Context, x *exchange, w http.ResponseWriter) error {
 	if x.sess.RefreshToken == "" {
 		return fmt.Errorf("proxy: %w: no refresh token to renew the exchange's subject", session.ErrSubjectRejected)
 	}
 	cookies, err := h.refresh(ctx, x, "derive")
-	set(cookies)
+	setRouteCookies(w, x, cookies)
 	return err
 }
 
@@ -118,7 +128,12 @@ func deriveOutcome(hit bool, err error) string {
 	}
 }
 
-// setOn returns a cookie setter that writes to w's header at once.
-func setOn(w http.ResponseWriter) func([]*http.Cookie) {
-	return func(c []*http.Cookie) { web.SetCookies(w, c) }
+// setRouteCookies puts cookies on w's header at once, or, with no w (the transport's retry,
+// after ReverseProxy has taken over the response), on x.pending for ModifyResponse or fail.
+func setRouteCookies(w http.ResponseWriter, x *exchange, cookies []*http.Cookie) {
+	if w != nil {
+		web.SetCookies(w, cookies)
+		return
+	}
+	x.pending = append(x.pending, cookies...)
 }

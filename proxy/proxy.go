@@ -5,7 +5,9 @@
 // tokenhandler's cookies kept from upstreams and upstreams kept from setting them,
 // X-Forwarded-* only from trusted proxies, no protocol switch but WebSocket), streaming and
 // WebSocket pass-through, and transparent refresh: proactive before forwarding an expiring
-// token, reactive once after an upstream's 401 when the request can be replayed.
+// token, reactive once after an upstream's 401 when the request can be replayed; and, for
+// a route with a token policy, the token made for that API (derived.go: one call in the
+// spine, the Deriver it is given obtains and caches it).
 //
 // It does not own the session cookies (package session reads and writes them), the token
 // endpoint (the Tokens it is given, in practice oauthagent.Refresher, refreshes and
@@ -478,7 +480,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 	if err := h.refreshIfExpiring(ctx, w, x); err != nil {
 		return err
 	}
-	if err := h.routeToken(ctx, x, setOn(w)); err != nil {
+	if err := h.routeToken(ctx, x, w); err != nil {
 		return err
 	}
 	x.start = time.Now()

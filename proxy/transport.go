@@ -64,16 +64,15 @@ func (t *transport) rederive(req *http.Request, x *exchange, res *http.Response)
 	res.Body.Close()
 
 	ctx := req.Context()
-	pending := func(c []*http.Cookie) { x.pending = append(x.pending, c...) }
 	h.deriver.DropRouteToken(ctx, x.sess, x.route.policy)
 	if x.sess.NeedsRefresh(h.now(), h.skew) && x.sess.RefreshToken != "" {
 		cookies, err := h.refresh(ctx, x, "reactive")
-		pending(cookies)
+		setRouteCookies(nil, x, cookies)
 		if err != nil {
 			return nil, err
 		}
 	}
-	if err := h.routeToken(ctx, x, pending); err != nil {
+	if err := h.routeToken(ctx, x, nil); err != nil {
 		return nil, err
 	}
 	retry := req.Clone(ctx)

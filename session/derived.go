@@ -171,6 +171,16 @@ func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenP
 	}
 }
 
+// CachedDerived returns the cached Authorization value of policy p for the session whose
+// access token is accessToken, if this process has one that is still good: the hot path
+// of a request, with no allocation.
+func (c *Coordinator) CachedDerived(accessToken string, p *TokenPolicy) (string, bool) {
+	if e := c.derived.get(accessToken, p.Key(), c.now()); e != nil {
+		return e.header, true
+	}
+	return "", false
+}
+
 // derive makes the one provider call of a flight, turning a panic into an error.
 func (c *Coordinator) derive(ctx context.Context, fn func(context.Context) (*DerivedToken, error)) (t *DerivedToken, err error) {
 	defer func() {
