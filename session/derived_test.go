@@ -157,3 +157,30 @@ func TestDerivedSharedAcrossReplicas(t *testing.T) {
 		t.Errorf("after a drop: %d derivations, want 2", d.calls.Load())
 	}
 }
+
+// A via refresh derivation's tokens are marked For its policy, and the mark survives the
+// rotation grace entry: a late caller with the old refresh token learns that the access
+// token is a route's, not the session's (oauthagent then spends the rotated one again).
+func TestGraceEntryKeepsFor(t *testing.T) {
+	c := session.NewCoordinator(session.CoordinatorOptions{})
+	ctx := context.Background()
+	first, err := c.Refresh(ctx, "rt-0", func(context.Context) (*session.Tokens, error) {
+		return &session.Tokens{AccessToken: "route-at", RefreshToken: "rt-1", For: "policy-key"}, nil
+	})
+	if err != nil || first.For != "policy-key" {
+		t.Fatalf("Refresh = %+v, %v", first, err)
+	}
+	late, err := c.Refresh(ctx, "rt-0", func(context.Context) (*session.Tokens, error) {
+		t.Error("the grace entry should have answered")
+		return nil, session.ErrIdPUnavailable
+	})
+	if err != nil || late.For != "policy-key" || late.AccessToken != "route-at" || late.RefreshToken != "rt-1" {
+		t.Errorf("from the grace entry = %+v, %v, want the route's tokens marked For policy-key", late, err)
+	}
+	plain, _ := c.Refresh(ctx, "rt-1", func(context.Context) (*session.Tokens, error) {
+		return &session.Tokens{AccessToken: "session-at", RefreshToken: "rt-2"}, nil
+	})
+	if again, _ := c.Refresh(ctx, "rt-1", nil); again == nil || again.For != "" || plain.For != "" {
+		t.Errorf("a session refresh's grace entry = %+v, want no For", again)
+	}
+}
