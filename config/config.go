@@ -35,8 +35,10 @@ type Config struct {
 	// Routes are the proxied API prefixes. In the environment, TH_ROUTES is a JSON array.
 	Routes []Route `yaml:"routes"`
 	DPoP   DPoP    `yaml:"dpop"`
-	Server Server  `yaml:"server"`
-	Proxy  Proxy   `yaml:"proxy"`
+	// TokenSigning signs the JWTs of routes with token.format jwt, jwt_from mint.
+	TokenSigning TokenSigning `yaml:"token_signing"`
+	Server       Server       `yaml:"server"`
+	Proxy        Proxy        `yaml:"proxy"`
 	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	CORS           CORS     `yaml:"cors"`
@@ -164,6 +166,9 @@ type Route struct {
 	// Timeout bounds the time until the upstream's response headers arrive
 	// (DefaultRouteTimeout when absent).
 	Timeout time.Duration `yaml:"timeout"`
+	// Token is the route's token policy; the zero value forwards the session's access
+	// token as issued.
+	Token RouteToken `yaml:"token"`
 }
 
 // UnmarshalYAML decodes a route, with Timeout defaulting to DefaultRouteTimeout.
@@ -181,18 +186,19 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 // duration string, unknown keys refused.
 func (r *Route) UnmarshalJSON(b []byte) error {
 	var j struct {
-		Path        string   `json:"path"`
-		Upstream    string   `json:"upstream"`
-		StripPrefix bool     `json:"strip_prefix"`
-		Methods     []string `json:"methods"`
-		Timeout     *string  `json:"timeout"`
+		Path        string     `json:"path"`
+		Upstream    string     `json:"upstream"`
+		StripPrefix bool       `json:"strip_prefix"`
+		Methods     []string   `json:"methods"`
+		Timeout     *string    `json:"timeout"`
+		Token       RouteToken `json:"token"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&j); err != nil {
 		return err
 	}
-	*r = Route{Path: j.Path, Upstream: j.Upstream, StripPrefix: j.StripPrefix, Methods: j.Methods, Timeout: DefaultRouteTimeout}
+	*r = Route{Path: j.Path, Upstream: j.Upstream, StripPrefix: j.StripPrefix, Methods: j.Methods, Timeout: DefaultRouteTimeout, Token: j.Token}
 	if j.Timeout != nil {
 		d, err := time.ParseDuration(*j.Timeout)
 		if err != nil {
@@ -357,9 +363,10 @@ func Default() *Config {
 			BodyTimeout:       30 * time.Second,
 			IdleTimeout:       120 * time.Second,
 		},
-		Proxy: Proxy{ReplayMemory: 64 << 20},
-		CSRF:  CSRF{Header: "X-CSRF"},
-		Log:   Log{Level: "info", Format: "json"},
+		TokenSigning: TokenSigning{TTL: 5 * time.Minute},
+		Proxy:        Proxy{ReplayMemory: 64 << 20},
+		CSRF:         CSRF{Header: "X-CSRF"},
+		Log:          Log{Level: "info", Format: "json"},
 	}
 }
 

@@ -96,6 +96,8 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) []error {
 		return nil // left to the decoder, which guards against alias loops
 	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
 		return nil // null: the zero value
+	case t.Kind() == reflect.Pointer:
+		return checkNode(n, t.Elem(), path) // an optional value (routes[].token.dpop)
 	}
 	switch {
 	case t.Kind() == reflect.Struct && t != durationType:

@@ -63,6 +63,7 @@ func (c *Config) Validate() error {
 	c.validateSession(&p)
 	c.validateRedis(&p)
 	c.validateRoutes(&p)
+	c.validateTokens(&p)
 	c.validateLimits(&p)
 	c.validateHTTP(&p)
 	return errors.Join(p...)

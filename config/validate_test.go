@@ -197,6 +197,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`routes[3].timeout (TH_ROUTES) must be positive`,
 		`routes[4].path (TH_ROUTES) "/v1/" repeats routes[3]`,
 		`routes[5].path (TH_ROUTES) must be a clean path`,
+		"token_signing.ttl (TH_TOKEN_SIGNING_TTL) must be a positive duration",
 		`trusted_proxies (TH_TRUSTED_PROXIES) has "10.0.0.1", which is not a CIDR`,
 		`trusted_proxies (TH_TRUSTED_PROXIES) has "not-a-cidr", which is not a CIDR`,
 		`trusted_proxies (TH_TRUSTED_PROXIES) has "0.0.0.0/0", which trusts every client`,
@@ -459,7 +460,9 @@ func TestExampleFile(t *testing.T) {
 	want.OIDC.PostLogoutRedirectURL = "https://app.example.com/"
 	want.OIDC.IDTokenSigningAlgs = []string{}
 	want.Cookies.Keys = []Secret{"<base64 32-byte hash key>:<base64 32-byte block key>"}
-	want.Routes = []Route{{Path: "/api/", Upstream: "http://127.0.0.1:9000", Methods: []string{}, Timeout: 30 * time.Second}}
+	want.Routes = []Route{{Path: "/api/", Upstream: "http://127.0.0.1:9000", Methods: []string{}, Timeout: 30 * time.Second,
+		Token: RouteToken{Via: "session", Resource: []string{}, Audience: []string{}, Format: "as_issued", JWTFrom: "mint"}}}
+	want.TokenSigning.Keys = []string{}
 	want.TrustedProxies = []string{}
 	want.CORS.AllowedOrigins = []string{}
 	if !reflect.DeepEqual(cfg, want) {

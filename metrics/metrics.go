@@ -37,6 +37,8 @@ type Metrics struct {
 	tokenEndpoint *prometheus.CounterVec
 	logins        *prometheus.CounterVec
 	redisErrors   *prometheus.CounterVec
+	derivations   *prometheus.CounterVec
+	derivedCache  *prometheus.CounterVec
 
 	// routes holds each route label's series once resolved (*routeSeries): a request
 	// then costs no label hashing, no registry lock and no status string.
@@ -148,6 +150,17 @@ func New() *Metrics {
 			Help:      "Failed Redis operations by operation.",
 		}, []string{"op"}),
 	}
+	m.derivations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "derivations_total",
+		Help:      "Requests to routes with a token policy that needed a derived token (cache misses), by route and outcome (success, token_unavailable, session_expired, idp_unavailable). Joined flights count too.",
+	}, []string{"route", "outcome"})
+	m.derivedCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "derived_token_cache_total",
+		Help:      "Lookups of routes' derived tokens, by route and result (hit, miss).",
+	}, []string{"route", "result"})
+	m.reg.MustRegister(m.derivations, m.derivedCache)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tokenhandler/tokenhandler/dpop"
 	"github.com/tokenhandler/tokenhandler/josekey"
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
@@ -43,7 +44,14 @@ type Options struct {
 	DPoP *dpop.Proofer
 	// Profile "fapi2": PAR is required, discovery must advertise RFC 9207 iss, and the
 	// default ID-token algorithms are PS256, ES256 and EdDSA. "": none.
-	Profile     string
+	Profile string
+	// Resources are RFC 8707 resource indicators asked for at sign-in: those of the
+	// routes whose token is derived via refresh with a resource, so that the grant
+	// covers them. Empty: none.
+	Resources []string
+	// Signer signs the JWTs of routes with token.format jwt, jwt_from mint. nil: such
+	// routes get 502 token_unavailable.
+	Signer      *mint.Signer
 	Scopes      []string // nil: openid profile email offline_access
 	SigningAlgs []string // nil: discovery's list ∩ {RS256, ES256, PS256}
 	RedirectURL string   // public_url + auth prefix + "/callback"
@@ -147,7 +155,7 @@ func New(store session.Store, logins *session.LoginJar, coord *session.Coordinat
 	}
 	a := &Agent{opts: opts, store: store, logins: logins, log: opts.Logger, now: opts.Now, obs: opts.Observer,
 		forced: web.NewLimiter(time.Minute, 100_000)}
-	a.refresher = &Refresher{agent: a, coord: coord}
+	a.refresher = &Refresher{agent: a, coord: coord, signer: opts.Signer}
 	client.Transport = &providerTransport{a: a, base: base}
 	return a, nil
 }

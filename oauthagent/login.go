@@ -93,7 +93,9 @@ func (a *Agent) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("oauthagent: login: %w", err)
 	}
-	target := p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce))
+	// Resource indicators of the routes that derive their tokens by refresh go in the
+	// authorization request (pushed with PAR when it is on).
+	target := withResources(p.oauth2.AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)), a.opts.Resources)
 	if p.usePAR {
 		if target, err = a.pushAuthorization(r.Context(), p, target); err != nil {
 			return err

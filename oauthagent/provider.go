@@ -29,8 +29,8 @@ type metadata struct {
 	UserinfoEndpoint          string   `json:"userinfo_endpoint"`
 	JWKSURI                   string   `json:"jwks_uri"`
 	RevocationEndpoint        string   `json:"revocation_endpoint"`
-	EndSessionEndpoint        string   `json:"end_session_endpoint"`
 	IntrospectionEndpoint     string   `json:"introspection_endpoint"`
+	EndSessionEndpoint        string   `json:"end_session_endpoint"`
 	PAREndpoint               string   `json:"pushed_authorization_request_endpoint"`
 	RequirePAR                bool     `json:"require_pushed_authorization_requests"`
 	TokenAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`

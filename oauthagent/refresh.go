@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenhandler/tokenhandler/dpop"
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -20,8 +21,9 @@ import (
 // each refresh token at most once: the session.Coordinator runs one refresh per refresh
 // token at a time and serves late callers from the rotation grace entry.
 type Refresher struct {
-	agent *Agent
-	coord *session.Coordinator
+	agent  *Agent
+	coord  *session.Coordinator
+	signer *mint.Signer // nil: no token_signing keys
 }
 
 // Refresh returns a copy of s with fresh tokens. Errors wrap session.ErrRefreshDenied
@@ -49,6 +51,18 @@ func (r *Refresher) refresh(ctx context.Context, s *session.Session) (*session.S
 		waited.Store(int64(time.Since(start)))
 		return r.spend(ctx, p, s)
 	})
+	if err == nil && toks.For != "" {
+		// The refresh token was spent for a route's derived token (via refresh), whose
+		// access token is not the session's: spend the rotated one for the session.
+		rotated := *s
+		rotated.RefreshToken = toks.RefreshToken
+		toks, err = r.coord.Refresh(ctx, rotated.RefreshToken, func(ctx context.Context) (*session.Tokens, error) {
+			return r.spend(ctx, p, &rotated)
+		})
+		if err == nil && toks.For != "" {
+			err = fmt.Errorf("oauthagent: refresh: %w: the refresh token was spent for a route's token twice", session.ErrIdPUnavailable)
+		}
+	}
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		called := waited.Load() >= 0
 		wait := time.Since(start)

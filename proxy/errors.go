@@ -55,6 +55,8 @@ func classify(err error) (int, string) {
 		return http.StatusForbidden, web.CodeOriginNotAllowed
 	case errors.Is(err, session.ErrRefreshDenied):
 		return http.StatusUnauthorized, web.CodeSessionExpired
+	case errors.Is(err, session.ErrTokenUnavailable):
+		return http.StatusBadGateway, web.CodeTokenUnavailable
 	case errors.Is(err, session.ErrIdPUnavailable):
 		return http.StatusBadGateway, web.CodeIdPUnavailable
 	case errors.Is(err, session.ErrStoreUnavailable):
@@ -88,6 +90,8 @@ func (h *Handler) fail(w http.ResponseWriter, x *exchange, err error) {
 	switch {
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
+	case code == web.CodeTokenUnavailable:
+		level = slog.LevelError // our configuration is wrong
 	case status >= 500:
 		level = slog.LevelWarn
 	case code == web.CodeSessionExpired:

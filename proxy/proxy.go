@@ -7,7 +7,9 @@
 // WebSocket pass-through, and transparent refresh: proactive before forwarding an expiring
 // token, reactive once after an upstream's 401 when the request can be replayed. A
 // DPoP-bound token goes as "Authorization: DPoP" with a fresh proof per upstream request,
-// and an upstream's use_dpop_nonce challenge is answered by one retry with its nonce.
+// and an upstream's use_dpop_nonce challenge is answered by one retry with its nonce. For
+// a route with a token policy, the token made for that API (derived.go: one call in the
+// spine, the Deriver it is given obtains and caches it).
 //
 // It does not own the session cookies (package session reads and writes them), the token
 // endpoint (the Tokens it is given, in practice oauthagent.Refresher, refreshes and
@@ -66,6 +68,13 @@ type Options struct {
 	// "Authorization: DPoP" with a fresh proof per upstream request (RFC 9449). nil: a
 	// bound session cannot be used (401), for it is never forwarded as Bearer.
 	DPoP *dpop.Proofer
+	// Deriver obtains the tokens of routes with a token policy. Required when a route has
+	// one.
+	Deriver Deriver
+	// OnDerive, when set, is called once per request to a route with a token policy with
+	// the route, the outcome (Derive* constants; DeriveCached is a cache hit) and the
+	// time it took.
+	OnDerive func(route, outcome string, d time.Duration)
 	// Transport sends upstream requests. nil: DefaultTransport().
 	Transport http.RoundTripper
 	// Tracer, when set, records a span for the session's load and one for each refresh
@@ -119,6 +128,8 @@ type Handler struct {
 	onUpstream func(string, int, time.Duration)
 	onRefresh  func(string, string, time.Duration)
 	onError    func(int, string)
+	deriver    Deriver
+	onDerive   func(string, string, time.Duration)
 }
 
 const (
@@ -172,6 +183,8 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
+		deriver:    opts.Deriver,
+		onDerive:   opts.OnDerive,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -190,6 +203,10 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		rt, err := newRoute(r)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("proxy: routes[%d]: %w", i, err))
+			continue
+		}
+		if rt.policy != nil && opts.Deriver == nil {
+			errs = append(errs, fmt.Errorf("proxy: routes[%d]: a token policy needs Options.Deriver", i))
 			continue
 		}
 		if seen[rt.prefix] {
@@ -255,6 +272,8 @@ type exchange struct {
 	body       *replayBody // the buffered body of a replayable request; nil: none
 	refreshed  bool        // this request refreshed (its response carries new cookies)
 	authErr    error       // making the upstream's Authorization failed (a DPoP proof)
+	authz      string      // the route's derived Authorization value; "": the session's token
+	rederived  bool        // the derived token was replaced after an upstream 401
 	pending    []*http.Cookie
 	start      time.Time
 	ctx        exchangeCtx // the forwarded request's context, which carries x
@@ -295,7 +314,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve is the spine of a proxied request whose path is clean and matched to x.route:
-// method, CSRF, session, proactive refresh, body, forward.
+// method, CSRF, session, body, proactive refresh, the route's token, forward.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	if !x.route.allows(r.Method) {
 		return fmt.Errorf("%w: %s", errMethod, r.Method)
@@ -344,6 +363,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, x *exchange) err
 		}
 	}
 	if err := h.refreshIfExpiring(ctx, w, x, now); err != nil {
+		return err
+	}
+	if err := h.routeToken(ctx, x, w); err != nil {
 		return err
 	}
 	x.start = time.Now()
@@ -478,7 +500,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	setForwarded(pr, h.trusted, h.public)
 	dropSmuggledHeaders(out.Header)
 	stripOwnCookies(out.Header, h.own)
-	x.authErr = h.authorize(out, x.sess)
+	if x.authz != "" {
+		// The route's derived token (never DPoP-bound: token.dpop is not supported yet).
+		delete(out.Header, "Authorization")
+		delete(out.Header, dpopKey)
+		out.Header["Authorization"] = []string{x.authz}
+	} else {
+		x.authErr = h.authorize(out, x.sess)
+	}
 }
 
 // authorize replaces out's Authorization (and any client-sent DPoP header) with s's

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/session"
 	"github.com/tokenhandler/tokenhandler/web"
 )
 
@@ -27,6 +28,8 @@ type Route struct {
 	// Timeout bounds the time until the upstream's response headers arrive (504
 	// upstream_timeout); it never cuts a streaming body. 0 means 30s.
 	Timeout time.Duration
+	// Token is the route's token policy; nil: the session's access token as issued.
+	Token *session.TokenPolicy
 }
 
 // route is a Route made ready to match and forward: the upstream split into origin and
@@ -40,7 +43,8 @@ type route struct {
 	methods  []string // nil: any but TRACE and CONNECT
 	allow    string   // the Allow header of a 405
 	timeout  time.Duration
-	handler  http.Handler // routeHandler{h, this route}
+	handler  http.Handler         // routeHandler{h, this route}
+	policy   *session.TokenPolicy // nil: the session's access token
 }
 
 func newRoute(r Route) (*route, error) {
@@ -70,6 +74,14 @@ func newRoute(r Route) (*route, error) {
 	}
 	if rt.timeout == 0 {
 		rt.timeout = defaultTimeout
+	}
+	if p := r.Token; p != nil {
+		switch {
+		case p.Via == "refresh" || p.Via == "exchange" || p.Format == "jwt":
+			rt.policy = p
+		case p.Via != "" && p.Via != "session":
+			return nil, fmt.Errorf("token via %q is not session, refresh or exchange", p.Via)
+		}
 	}
 	for _, m := range r.Methods {
 		m = strings.ToUpper(strings.TrimSpace(m))

@@ -31,7 +31,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil && x.sess.DPoPBound() {
 		res, err = t.retryWithNonce(req, x, res)
 	}
-	if err != nil || !t.h.reactive(x, res) {
+	if err != nil {
+		return res, err
+	}
+	if x.route.policy != nil {
+		return t.rederive(req, x, res)
+	}
+	if !t.h.reactive(x, res) {
 		return res, err
 	}
 
@@ -89,6 +95,50 @@ func (t *transport) retryWithNonce(req *http.Request, x *exchange, res *http.Res
 		t.h.nonces.Set(origin, res.Header.Get(dpop.NonceHeader))
 	}
 	return res, err
+}
+
+// rederive is the reactive rule for a derived token: after an upstream 401 that a new
+// token may cure, drop the token, derive again once (refreshing the session first if its
+// own token is expiring) and retry once.
+func (t *transport) rederive(req *http.Request, x *exchange, res *http.Response) (*http.Response, error) {
+	h := t.h
+	if x.rederived || !h.curable(x, res) {
+		return res, nil
+	}
+	x.rederived = true
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+
+	ctx := req.Context()
+	h.deriver.DropRouteToken(ctx, x.sess, x.route.policy)
+	if x.sess.NeedsRefresh(h.now(), h.skew) && x.sess.RefreshToken != "" {
+		cookies, err := h.refresh(ctx, x, "reactive")
+		setRouteCookies(nil, x, cookies)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := h.routeToken(ctx, x, nil); err != nil {
+		return nil, err
+	}
+	retry := req.Clone(ctx)
+	retry.Header["Authorization"] = []string{x.authz}
+	if x.body != nil {
+		retry.Body = x.body.reader()
+	}
+	return t.send(retry, x)
+}
+
+// curable reports whether res is a 401 that a new token may cure on a replayable
+// request, and if so claims this session's reactive retry for the next minute.
+func (h *Handler) curable(x *exchange, res *http.Response) bool {
+	if res.StatusCode != http.StatusUnauthorized || !x.replayable {
+		return false
+	}
+	if e := bearerError(res.Header["Www-Authenticate"]); e != "" && e != "invalid_token" {
+		return false
+	}
+	return h.limiter.Allow(x.sess.ID, h.now())
 }
 
 // reactive reports whether res is a 401 that a refresh and one retry may cure, and if so

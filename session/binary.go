@@ -31,6 +31,7 @@ const (
 	kindID      = 'i'
 	kindLogin   = 'l'
 	kindGrace   = 'g'
+	kindDerived = 'd' // a derived token shared in Redis (derived_redis.go)
 )
 
 var errMalformed = errors.New("session: malformed payload")
@@ -197,6 +198,12 @@ func (p *gracePayload) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, p.AccessExpiry)
 	b = appendString(b, p.RefreshToken)
 	b = appendString(b, p.IDToken)
+	if p.For != "" {
+		// Only then, after the token type (written even when empty): an entry of the
+		// session's own tokens reads as before.
+		b = appendString(b, p.TokenType)
+		return appendString(b, p.For), nil
+	}
 	return appendOptional(b, p.TokenType), nil
 }
 
@@ -210,6 +217,7 @@ func (p *gracePayload) unmarshalString(data string) error {
 	p.RefreshToken = d.string()
 	p.IDToken = d.string()
 	p.TokenType = d.optional()
+	p.For = d.optional()
 	return d.finish()
 }
 

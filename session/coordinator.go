@@ -25,6 +25,10 @@ type Tokens struct {
 	RefreshToken string
 	// IDToken is "" when the provider returned none.
 	IDToken string
+	// For is "" for the session's own tokens, or the TokenPolicy.Key of the route whose
+	// token AccessToken is (a via refresh derivation spent the refresh token): then only
+	// RefreshToken belongs to the session.
+	For string
 }
 
 // LogValue implements slog.LogValuer: tokens log as their expiry, never their value.
@@ -63,6 +67,9 @@ type CoordinatorOptions struct {
 	// GraceMemory bounds this process's grace entries in bytes (the oldest go first).
 	// Zero means DefaultGraceMemory.
 	GraceMemory int
+	// DerivedMemory bounds this process's cache of derived tokens in bytes. Zero means
+	// DefaultDerivedMemory.
+	DerivedMemory int
 }
 
 // Defaults of CoordinatorOptions.
@@ -86,6 +93,10 @@ type Coordinator struct {
 	ttl     time.Duration
 	timeout time.Duration
 	log     *slog.Logger
+	now     func() time.Time
+
+	derived  derivedCache
+	dflights singleflight.Group
 }
 
 // NewCoordinator returns a Coordinator for one process, shared with other replicas
@@ -104,6 +115,11 @@ func NewCoordinator(opts CoordinatorOptions) *Coordinator {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
+	}
+	c.now = now
+	c.derived.maxBytes = opts.DerivedMemory
+	if c.derived.maxBytes <= 0 {
+		c.derived.maxBytes = DefaultDerivedMemory
 	}
 	mg := newMemGrace(now)
 	if opts.GraceMemory > 0 {

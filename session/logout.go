@@ -35,6 +35,7 @@ func (l *Logout) End(ctx context.Context, s *Session) error {
 		errs = append(errs, l.Deny.EndSession(ctx, s))
 	}
 	if l.Coordinator != nil {
+		l.Coordinator.DropDerived(ctx, s.AccessToken, nil) // the routes' tokens of the session
 		errs = append(errs, l.Coordinator.Forget(ctx, s.RefreshToken))
 	}
 	return errors.Join(errs...)

@@ -18,6 +18,8 @@ const (
 	RefreshIdPUnavailable = "idp_unavailable"
 	// RefreshStoreUnavailable: the new tokens could not be stored (Redis unreachable).
 	RefreshStoreUnavailable = "store_unavailable"
+	// RefreshTokenUnavailable: a route's derivation was refused for our configuration.
+	RefreshTokenUnavailable = "token_unavailable"
 	// RefreshEnded: the session was ended (logout, back-channel logout) while it
 	// refreshed.
 	RefreshEnded = "ended"
@@ -34,6 +36,8 @@ func RefreshOutcome(err error) string {
 		return RefreshEnded
 	case errors.Is(err, ErrStoreUnavailable):
 		return RefreshStoreUnavailable
+	case errors.Is(err, ErrTokenUnavailable):
+		return RefreshTokenUnavailable
 	default:
 		return RefreshIdPUnavailable
 	}
@@ -42,6 +46,10 @@ func RefreshOutcome(err error) string {
 // RefreshFunc returns s with fresh tokens, spending s.RefreshToken at most once across
 // concurrent callers (oauthagent.Refresher.Refresh, through the Coordinator).
 type RefreshFunc func(ctx context.Context, s *Session) (*Session, error)
+
+// Renewer runs a refresh of a request's session through Renew, bound to that request's
+// store and cookies: the new session is saved and its cookies reach the browser.
+type Renewer func(ctx context.Context, refresh RefreshFunc) (*Session, error)
 
 // Renew is tokenhandler's one refresh-then-save: it refreshes s with refresh, stores the
 // result in store and returns the new session with the cookies the response must set.
@@ -59,6 +67,8 @@ type RefreshFunc func(ctx context.Context, s *Session) (*Session, error)
 //   - ErrNoSession: the session was ended (back-channel logout) while it refreshed; the
 //     request is unauthenticated, not a store outage.
 //   - ErrStoreUnavailable: the new tokens could not be stored; the session is kept.
+//   - ErrTokenUnavailable: a route's derivation (via refresh) was refused because our
+//     configuration is wrong; the refresh token was not spent, the session is kept.
 //   - ErrIdPUnavailable: anything else. A fault that is not the provider's refusal never
 //     ends a session.
 func Renew(ctx context.Context, store Store, r *http.Request, s *Session, refresh RefreshFunc) (*Session, []*http.Cookie, error) {
@@ -74,7 +84,7 @@ func Renew(ctx context.Context, store Store, r *http.Request, s *Session, refres
 			err = fmt.Errorf("%w (and deleting the session failed: %v)", err, derr)
 		}
 		return nil, del, fmt.Errorf("session: renew: %w", err)
-	case errors.Is(err, ErrIdPUnavailable), errors.Is(err, ErrStoreUnavailable):
+	case errors.Is(err, ErrIdPUnavailable), errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrTokenUnavailable):
 		return nil, nil, fmt.Errorf("session: renew: %w", err)
 	case err != nil:
 		return nil, nil, fmt.Errorf("session: renew: %w: %w", ErrIdPUnavailable, err)

@@ -25,6 +25,9 @@ const (
 	CodeNotFound                = "not_found"
 	CodeMethodNotAllowed        = "method_not_allowed"
 	CodeInvalidRequest          = "invalid_request"
+	// CodeTokenUnavailable: the provider refused to make a route's token (502); the
+	// session is kept.
+	CodeTokenUnavailable = "token_unavailable"
 )
 
 var descriptions = map[string]string{
@@ -40,6 +43,7 @@ var descriptions = map[string]string{
 	CodeNotFound:                "not found",
 	CodeMethodNotAllowed:        "method not allowed",
 	CodeInvalidRequest:          "invalid request",
+	CodeTokenUnavailable:        "no token could be obtained for this API",
 }
 
 // Error writes tokenhandler's JSON error envelope. The description is a fixed text per

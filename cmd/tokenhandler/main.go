@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -31,6 +32,7 @@ import (
 	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/metrics"
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -266,7 +268,17 @@ func runCheckConfig(args []string, getenv func(string) string, environ []string,
 		}
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.OIDC.HTTPTimeout)
+	defer cancel()
+	tokenWarnings, err := checkTokenPolicies(ctx, cfg, &http.Client{Timeout: cfg.OIDC.HTTPTimeout})
+	if err != nil {
+		return err
+	}
+	warnings = append(warnings, tokenWarnings...)
 	fmt.Fprintln(stdout, "config OK")
+	for _, n := range cfg.TokenNotes() {
+		fmt.Fprintf(stdout, "token: %s\n", n)
+	}
 	for _, n := range cfg.Notes() {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
@@ -282,18 +294,21 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	clientKey := fs.String("client-key", "", "print a PEM private key for oidc.client_key_file: PS256, RS256, ES256 or EdDSA")
 	dpopKey := fs.String("dpop-key", "", "print a PEM private key for dpop.key_file: ES256 or EdDSA")
 	publicJWK := fs.String("public-jwk", "", "print the public JWK of this PEM private key file")
+	signing := fs.String("signing", "", "print a PEM signing key for token_signing.keys: ec (P-256, ES256) or ed25519 (EdDSA)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	set := 0
-	for _, v := range []string{*clientKey, *dpopKey, *publicJWK} {
+	for _, v := range []string{*clientKey, *dpopKey, *publicJWK, *signing} {
 		if v != "" {
 			set++
 		}
 	}
 	switch {
 	case set > 1:
-		return &usageError{msg: "keygen: give at most one of -client-key, -dpop-key, -public-jwk"}
+		return &usageError{msg: "keygen: give at most one of -client-key, -dpop-key, -public-jwk, -signing"}
+	case *signing != "":
+		return keygenSigning(stdout, *signing)
 	case *clientKey != "":
 		return keygenJOSE(*clientKey, []string{josekey.PS256, josekey.RS256, josekey.ES256, josekey.EdDSA}, stdout, stderr)
 	case *dpopKey != "":
@@ -332,7 +347,18 @@ func keygenJOSE(alg string, allowed []string, stdout, jwkOut io.Writer) error {
 	return err
 }
 
-// keygen prints a fresh key pair in the form config.ParseKey reads.
+// keygenSigning prints a new PEM private key for token_signing.keys.
+func keygenSigning(stdout io.Writer, kind string) error {
+	pemKey, err := mint.GenerateKey(kind)
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("keygen --signing: %v", err)}
+	}
+	_, err = stdout.Write(pemKey)
+	return err
+}
+
+// keygen prints a fresh key pair in the form session.ParseKeyPair reads (the parser
+// config validation and start-up use).
 // keygen prints a fresh key pair in the form session.ParseKeyPair reads (the parser
 // config validation and start-up use).
 func keygen(stdout io.Writer) error {

@@ -28,6 +28,7 @@ import (
 // A request therefore reads the path three times in all: once to match, once to check
 // it is clean, once in the target.
 type router struct {
+	jwks       http.Handler // GET /.well-known/jwks.json; nil: none
 	authPrefix string
 	auth       http.Handler
 	routes     []target // longest prefix first
@@ -51,6 +52,7 @@ type routerParts struct {
 	Tracing     *tracing.Tracing // nil: no spans
 	Metrics     *metrics.Metrics
 	Logger      *slog.Logger
+	JWKS        http.Handler // the minted tokens' key set; nil: none
 }
 
 func newRouter(p routerParts) *router {
@@ -65,6 +67,9 @@ func newRouter(p routerParts) *router {
 		return p.Metrics.RequestLog(h, func(*http.Request) string { return label }, p.Logger)
 	}
 	rt := &router{authPrefix: p.AuthPrefix, auth: chain("auth", p.Agent)}
+	if p.JWKS != nil {
+		rt.jwks = chain("jwks", p.JWKS)
+	}
 	for _, r := range p.Routes {
 		rt.routes = append(rt.routes, target{prefix: r.Prefix, chain: chain(r.Prefix, r.Handler)})
 	}
@@ -84,6 +89,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // match returns the chain of the target that takes path.
 func (rt *router) match(path string) http.Handler {
+	if path == jwksPath && rt.jwks != nil {
+		return rt.jwks
+	}
 	if rest, ok := strings.CutPrefix(path, rt.authPrefix); ok && (rest == "" || rest[0] == '/') {
 		return rt.auth
 	}
@@ -94,6 +102,9 @@ func (rt *router) match(path string) http.Handler {
 	}
 	return rt.fallback
 }
+
+// jwksPath is where the public listener publishes the minted tokens' key set.
+const jwksPath = "/.well-known/jwks.json"
 
 // cleanPathOnly refuses a path that is not already clean (web.CleanPath) before next
 // sees it, whatever next is for.

@@ -10,12 +10,16 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/config"
 	"github.com/tokenhandler/tokenhandler/dpop"
 	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/metrics"
+	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/oauthagent"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/redisclient"
@@ -82,11 +86,15 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	agent, err := newAgent(cfg, stores, routes, coord, csrf, sk, m, tr, logger)
+	signer, err := newSigner(cfg)
 	if err != nil {
 		return nil, err
 	}
-	px, err := newProxy(cfg, stores.store, agent.Refresher(), routes, csrf, sk.dpop, m, tr, logger)
+	agent, err := newAgent(cfg, stores, routes, coord, signer, csrf, sk, m, tr, logger)
+	if err != nil {
+		return nil, err
+	}
+	px, err := newProxy(cfg, stores.store, agent.Refresher(), agent.Refresher(), routes, csrf, sk.dpop, m, tr, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -100,12 +108,15 @@ func newApp(cfg *config.Config, logger *slog.Logger) (_ *app, err error) {
 		Metrics:     m,
 		Logger:      logger,
 	}
+	if signer != nil {
+		parts.JWKS = signer.JWKSHandler()
+	}
 	if cfg.Static.Dir != "" {
 		parts.Static = staticHandler(cfg.Static.Dir)
 	}
 	return &app{
 		public:     newRouter(parts),
-		admin:      newAdmin(agent, shared, m, logger),
+		admin:      newAdmin(agent, shared, m, signer, logger),
 		agent:      agent,
 		closeRedis: closeRedis,
 		tracing:    tr,
@@ -133,7 +144,7 @@ func proxyRoutes(cfg *config.Config) ([]proxy.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes: %s: upstream: %w", r.Path, err)
 		}
-		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout})
+		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout, Token: tokenPolicy(r.Token, u)})
 	}
 	return routes, nil
 }
@@ -268,10 +279,17 @@ func newSenderKeys(cfg *config.Config, logger *slog.Logger) (senderKeys, error) 
 	return sk, nil
 }
 
-func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, csrf *web.CSRF, sk senderKeys, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
-	var apiPaths []string // never pages of the SPA: a return_to under one is refused
+func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *session.Coordinator, signer *mint.Signer, csrf *web.CSRF, sk senderKeys, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*oauthagent.Agent, error) {
+	var apiPaths, resources []string // never pages of the SPA: a return_to under one is refused
 	for _, r := range routes {
 		apiPaths = append(apiPaths, r.Path)
+		if r.Token != nil && r.Token.Via == "refresh" {
+			for _, res := range r.Token.Resource {
+				if !slices.Contains(resources, res) {
+					resources = append(resources, res)
+				}
+			}
+		}
 	}
 	return oauthagent.New(st.store, st.logins, coord, oauthagent.Options{
 		Issuer:                cfg.OIDC.Issuer,
@@ -283,6 +301,8 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 		PAR:                   cfg.OIDC.PAR,
 		DPoP:                  sk.dpop,
 		Profile:               cfg.OIDC.Profile,
+		Resources:             resources,
+		Signer:                signer,
 		Scopes:                cfg.OIDC.Scopes,
 		SigningAlgs:           cfg.OIDC.IDTokenSigningAlgs,
 		RedirectURL:           cfg.RedirectURL(),
@@ -300,7 +320,7 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 	})
 }
 
-func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, routes []proxy.Route, csrf *web.CSRF, proofer *dpop.Proofer, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
+func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, deriver proxy.Deriver, routes []proxy.Route, csrf *web.CSRF, proofer *dpop.Proofer, m *metrics.Metrics, tr *tracing.Tracing, logger *slog.Logger) (*proxy.Handler, error) {
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -323,12 +343,14 @@ func newProxy(cfg *config.Config, store session.Store, tokens proxy.Refresher, r
 		OnUpstream:     m.Upstream,
 		OnRefresh:      m.RequestRefresh,
 		OnError:        m.ProxyRefusal,
+		Deriver:        deriver,
+		OnDerive:       m.Derive,
 	})
 }
 
 // newAdmin is the admin listener's mux: liveness, readiness (discovery done, Redis
 // reachable) and the metrics.
-func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics, signer *mint.Signer, logger *slog.Logger) http.Handler {
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -348,6 +370,9 @@ func newAdmin(agent *oauthagent.Agent, shared *session.Redis, m *metrics.Metrics
 		web.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", m.Handler())
+	if signer != nil {
+		admin.Handle("GET /jwks.json", signer.JWKSHandler())
+	}
 	return admin
 }
 
@@ -456,3 +481,38 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listeni
 
 // The agent's Refresher is what the proxy refreshes through.
 var _ proxy.Refresher = (*oauthagent.Refresher)(nil)
+
+// The agent's Refresher derives the routes' tokens.
+var _ proxy.Deriver = (*oauthagent.Refresher)(nil)
+
+// tokenPolicy translates a route's token block; nil for the session's token as issued.
+func tokenPolicy(t config.RouteToken, upstream *url.URL) *session.TokenPolicy {
+	if !t.Derives() {
+		return nil
+	}
+	return &session.TokenPolicy{
+		Via: t.EffectiveVia(), Resource: t.Resource, Audience: t.Audience, Scope: t.Scope,
+		Format: t.EffectiveFormat(), JWTFrom: t.EffectiveJWTFrom(),
+		Upstream: upstream.Scheme + "://" + upstream.Host,
+	}
+}
+
+// newSigner loads token_signing.keys (the first signs); nil without keys.
+func newSigner(cfg *config.Config) (*mint.Signer, error) {
+	if len(cfg.TokenSigning.Keys) == 0 {
+		return nil, nil
+	}
+	var keys []*mint.Key
+	for i, path := range cfg.TokenSigning.Keys {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("token_signing.keys[%d] (TH_TOKEN_SIGNING_KEYS): %w", i, err)
+		}
+		k, err := mint.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("token_signing.keys[%d] (TH_TOKEN_SIGNING_KEYS): %w", i, err)
+		}
+		keys = append(keys, k)
+	}
+	return mint.NewSigner(keys, mint.Options{Issuer: strings.TrimSuffix(cfg.PublicURL, "/"), TTL: cfg.TokenSigning.TTL})
+}

@@ -46,6 +46,11 @@ type Options struct {
 	// BaseURL, when set, is the scheme://host[:port] the API is reached at, for the htu
 	// of DPoP proofs; empty: http:// (https:// under TLS) and the request's Host.
 	BaseURL string
+	// JWKSURL, when set, is a key set to verify tokens against without discovery:
+	// tokenhandler's own /.well-known/jwks.json for routes whose tokens it mints
+	// (token.format jwt). Issuer is then tokenhandler's public_url, and only ES256 and
+	// EdDSA are accepted.
+	JWKSURL string
 	// HTTPClient fetches discovery and keys; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
 	// Logger nil means slog.Default().
@@ -207,9 +212,12 @@ func (h *Handler) verifierFor(ctx context.Context) (*oidc.IDTokenVerifier, error
 	if h.verifier != nil {
 		return h.verifier, nil
 	}
-	jwksURL, algs, err := h.discover(ctx)
-	if err != nil {
-		return nil, err
+	jwksURL, algs := h.opts.JWKSURL, []string{oidc.ES256, oidc.EdDSA}
+	if jwksURL == "" {
+		var err error
+		if jwksURL, algs, err = h.discover(ctx); err != nil {
+			return nil, err
+		}
 	}
 	cfg := &oidc.Config{
 		ClientID:             h.opts.Audience,

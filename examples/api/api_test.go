@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/tokenhandler/tokenhandler/mint"
+
 	"cmp"
 	"crypto/rand"
 	"crypto/rsa"
@@ -291,3 +293,46 @@ func FuzzBearerToken(f *testing.F) {
 func b64(b []byte) string { return base64.URLEncoding.EncodeToString(b) }
 
 func b64dec(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// TestMintedJWT: with JWKSURL the API accepts a JWT that tokenhandler minted (format jwt)
+// and verifies it against tokenhandler's key set; a token of another key, another issuer
+// or an expired one is refused.
+func TestMintedJWT(t *testing.T) {
+	newSigner := func(iss string, ttl time.Duration) *mint.Signer {
+		pemKey, err := mint.GenerateKey("ec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := mint.ParseKey(pemKey)
+		s, err := mint.NewSigner([]*mint.Key{k}, mint.Options{Issuer: iss, TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	th := newSigner("https://app.example.com", time.Minute)
+	jwks := httptest.NewServer(th.JWKSHandler())
+	defer jwks.Close()
+	h, err := New(Options{Issuer: "https://app.example.com", JWKSURL: jwks.URL, Audience: "https://orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := mint.Claims{Subject: "alice", ClientID: "spa", Audience: []string{"https://orders"}, Expiry: time.Now().Add(time.Hour)}
+	good, _, err := th.Mint(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := call(t, h, "/claims", "Bearer "+good); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"sub":"alice"`) {
+		t.Fatalf("minted token: %d %s, want 200 with sub alice", rec.Code, rec.Body)
+	}
+	other, _, _ := newSigner("https://app.example.com", time.Minute).Mint(claims)
+	wrongIss, _, _ := newSigner("https://evil.example.com", time.Minute).Mint(claims)
+	wrongAud := claims
+	wrongAud.Audience = []string{"https://billing"}
+	otherAud, _, _ := th.Mint(wrongAud)
+	for name, tok := range map[string]string{"another key": other, "another issuer": wrongIss, "another audience": otherAud} {
+		if rec := call(t, h, "/claims", "Bearer "+tok); rec.Code != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", name, rec.Code)
+		}
+	}
+}

@@ -44,11 +44,12 @@ func run(args []string, getenv func(string) string) error {
 	audience := fs.String("audience", def("EXAMPLE_API_AUDIENCE", ""), "require this value in the token's aud; empty accepts any (EXAMPLE_API_AUDIENCE)")
 	requireDPoP := fs.Bool("require-dpop", def("EXAMPLE_API_REQUIRE_DPOP", "") == "true", "accept only DPoP-bound tokens with a valid proof (EXAMPLE_API_REQUIRE_DPOP=true)")
 	baseURL := fs.String("base-url", def("EXAMPLE_API_BASE_URL", ""), "scheme://host[:port] the API is reached at, for DPoP proofs' htu; empty: from the request (EXAMPLE_API_BASE_URL)")
+	jwks := fs.String("jwks-url", def("EXAMPLE_API_JWKS_URL", ""), "verify against this key set without discovery, e.g. tokenhandler's http://localhost:8080/.well-known/jwks.json for a route with token.format jwt; -issuer is then tokenhandler's public_url (EXAMPLE_API_JWKS_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	h, err := api.New(api.Options{Issuer: *issuer, DiscoveryURL: *discovery, Audience: *audience, RequireDPoP: *requireDPoP, BaseURL: *baseURL, Logger: logger})
+	h, err := api.New(api.Options{Issuer: *issuer, DiscoveryURL: *discovery, JWKSURL: *jwks, Audience: *audience, RequireDPoP: *requireDPoP, BaseURL: *baseURL, Logger: logger})
 	if err != nil {
 		return err
 	}
