@@ -66,24 +66,32 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	return v.(*oidc.StaticKeySet).VerifySignature(ctx, jwt)
 }
 
-// fetch gets the key set, unless another caller did since seen.
+// fetch gets the key set, unless another caller did since seen. The time of a fetch is
+// recorded when it ends (successful or not), so callers that come while it is in flight
+// still see the previous time and join it (the single flight) instead of being turned
+// away by the interval.
 func (k *keySet) fetch(ctx context.Context, seen time.Time) (*oidc.StaticKeySet, error) {
 	k.mu.Lock()
-	if !k.fetched.Equal(seen) && k.keys != nil {
+	if !k.fetched.Equal(seen) { // another caller's flight ended since this one looked
 		keys := k.keys
 		k.mu.Unlock()
+		if keys == nil {
+			return nil, errors.New("oauthagent: jwks: the key set could not be fetched")
+		}
 		return keys, nil
 	}
-	k.fetched = k.now()
 	k.mu.Unlock()
 
 	keys, err := k.download(ctx)
+	k.mu.Lock()
+	k.fetched = k.now()
+	if err == nil {
+		k.keys = keys
+	}
+	k.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("oauthagent: jwks: %w", err)
 	}
-	k.mu.Lock()
-	k.keys = keys
-	k.mu.Unlock()
 	return keys, nil
 }
 

@@ -74,3 +74,39 @@ func TestKeySetRefetchIsRateLimited(t *testing.T) {
 		t.Fatalf("key-set fetches = %d, want 2", got)
 	}
 }
+
+// The first tokens verified at once, before any key set was fetched, share one fetch and
+// all verify: none is turned away by the refetch interval while that fetch is in flight.
+func TestKeySetFirstUseConcurrent(t *testing.T) {
+	var fetches atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		<-release // hold the first fetch until every caller has started
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &testKey.PublicKey, Algorithm: "RS256", Use: "sig", KeyID: "k1"}}})
+	}))
+	t.Cleanup(srv.Close)
+	ks := newKeySet(srv.URL, srv.Client(), time.Now)
+	good := signJSON(t, testKey, `{"sub":"a"}`)
+	const n = 20
+	errs := make(chan error, n)
+	var started sync.WaitGroup
+	for range n {
+		started.Add(1)
+		go func() {
+			started.Done()
+			_, err := ks.VerifySignature(context.Background(), good)
+			errs <- err
+		}()
+	}
+	started.Wait()
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("VerifySignature during the first fetch = %v", err)
+		}
+	}
+	if got := fetches.Load(); got != 1 {
+		t.Errorf("key-set fetches for %d concurrent first verifications = %d, want 1", n, got)
+	}
+}
