@@ -154,6 +154,15 @@ func (c *Config) validateTokens(p *problems) {
 		if t.EffectiveFormat() == "jwt" && t.EffectiveJWTFrom() == "mint" {
 			mints = true
 		}
+		// A derived token is sent as Bearer: with DPoP on, its derivation would carry a
+		// proof and the provider bind it, and a bound token is never sent as Bearer. Until
+		// derived tokens are sent with proofs (token.dpop), the two are refused together.
+		switch {
+		case t.Derives() && c.OIDC.DPoP:
+			p.addIndexed("routes", i, "token", "derives a token, which is not supported with oidc.dpop: true yet (a derived token would be DPoP-bound and is sent as Bearer)")
+		case t.DPoP != nil && *t.DPoP:
+			p.addIndexed("routes", i, "token.dpop", "true is not supported yet: derived tokens are sent as Bearer")
+		}
 	}
 	if mints && len(c.TokenSigning.Keys) == 0 {
 		p.add("token_signing.keys", "is required: a route has token.format jwt with jwt_from mint")

@@ -135,3 +135,25 @@ func TestCheckProvider(t *testing.T) {
 		t.Errorf("TokenNotes() = %q", notes)
 	}
 }
+
+// Derived tokens are sent as Bearer: with DPoP on they are refused, naming the route.
+func TestRouteTokensRefusedWithDPoP(t *testing.T) {
+	c := validConfig()
+	c.OIDC.DPoP = true
+	c.Routes[0].Token = RouteToken{Via: "exchange", Audience: []string{"reports"}}
+	got := joined(c.Validate())
+	if !slices.ContainsFunc(got, func(s string) bool {
+		return strings.Contains(s, "routes[0].token (TH_ROUTES) derives a token, which is not supported with oidc.dpop: true yet")
+	}) {
+		t.Errorf("Validate() = %q, want routes[0].token refused with oidc.dpop", got)
+	}
+	yes := true
+	c = validConfig()
+	c.Routes[0].Token = RouteToken{Via: "exchange", Audience: []string{"reports"}, DPoP: &yes}
+	got = joined(c.Validate())
+	if !slices.ContainsFunc(got, func(s string) bool {
+		return strings.Contains(s, "routes[0].token.dpop (TH_ROUTES) true is not supported yet")
+	}) {
+		t.Errorf("Validate() = %q, want routes[0].token.dpop refused", got)
+	}
+}
