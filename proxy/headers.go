@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/tokenhandler/tokenhandler/dpop"
 )
 
 // stripOwnCookies removes tokenhandler's own cookies from the Cookie header(s) of h. The
@@ -300,62 +302,9 @@ func withoutUpgrade(h http.Header) http.Header {
 }
 
 // bearerError returns the error parameter of the Bearer challenge(s) in the
-// WWW-Authenticate values vs (RFC 6750 section 3), "" when there is none. Other schemes
-// are ignored. It is lenient: anything it cannot parse is skipped.
-func bearerError(vs []string) string {
-	for _, v := range vs {
-		scheme := ""
-		for i := 0; i < len(v); {
-			for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == ',') {
-				i++
-			}
-			start := i
-			for i < len(v) && isTokenChar(v[i]) {
-				i++
-			}
-			tok := v[start:i]
-			if tok == "" {
-				i++ // a byte that starts nothing we know: skip it
-				continue
-			}
-			j := i
-			for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-				j++
-			}
-			if j >= len(v) || v[j] != '=' {
-				scheme = tok // a token not followed by '=' starts a new challenge
-				continue
-			}
-			// auth-param: tok = token / quoted-string
-			i = j + 1
-			for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
-				i++
-			}
-			var val string
-			if i < len(v) && v[i] == '"' {
-				var b strings.Builder
-				for i++; i < len(v) && v[i] != '"'; i++ {
-					if v[i] == '\\' && i+1 < len(v) {
-						i++
-					}
-					b.WriteByte(v[i])
-				}
-				i++ // closing quote
-				val = b.String()
-			} else {
-				s := i
-				for i < len(v) && isTokenChar(v[i]) {
-					i++
-				}
-				val = v[s:i]
-			}
-			if strings.EqualFold(scheme, "Bearer") && strings.EqualFold(tok, "error") {
-				return val
-			}
-		}
-	}
-	return ""
-}
+// WWW-Authenticate values vs (RFC 6750 section 3), "" when there is none: the one
+// challenge parser of package dpop, which reads DPoP's challenges the same way.
+func bearerError(vs []string) string { return dpop.ChallengeError(vs, "Bearer") }
 
 // isTokenChar reports whether c is an RFC 9110 tchar.
 func isTokenChar(c byte) bool {
