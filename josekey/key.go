@@ -169,6 +169,10 @@ func (k *Key) WithAlg(alg string) (*Key, error) {
 // Alg is the JWS algorithm the key signs with.
 func (k *Key) Alg() string { return k.alg }
 
+// Signer returns the private key, for signing with another JOSE implementation
+// (package mint signs its JWTs with go-jose).
+func (k *Key) Signer() crypto.Signer { return k.signer }
+
 // Thumbprint is the RFC 7638 JWK SHA-256 thumbprint of the public key, base64url.
 func (k *Key) Thumbprint() string { return k.thumb }
 

@@ -7,20 +7,17 @@ package mint
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokenhandler/tokenhandler/josekey"
 )
 
 // Key is one parsed signing key.
@@ -33,67 +30,37 @@ type Key struct {
 // KeyID returns the key's kid, its RFC 7638 SHA-256 thumbprint (base64url).
 func (k *Key) KeyID() string { return k.kid }
 
-// ParseKey parses a PEM private key: PKCS #8 or SEC 1 ("EC PRIVATE KEY"), EC P-256
+// ParseKey parses a PEM private key (josekey.Parse, the one PEM key parser): EC P-256
 // (ES256) or Ed25519 (EdDSA). Its errors never contain key material.
 func ParseKey(pemBytes []byte) (*Key, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		return nil, errors.New("mint: no PEM block")
-	}
-	var raw any
-	var err error
-	switch block.Type {
-	case "EC PRIVATE KEY":
-		raw, err = x509.ParseECPrivateKey(block.Bytes)
-	case "PRIVATE KEY":
-		raw, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("mint: PEM block %q is not a private key", block.Type)
-	}
+	jk, err := josekey.Parse(pemBytes)
 	if err != nil {
-		return nil, fmt.Errorf("mint: parse key: %w", err)
+		return nil, fmt.Errorf("mint: %w", err)
 	}
-	k := &Key{}
-	switch p := raw.(type) {
-	case *ecdsa.PrivateKey:
-		if p.Curve != elliptic.P256() {
-			return nil, errors.New("mint: an EC key must be on P-256 (ES256)")
-		}
-		k.priv, k.alg = p, jose.ES256
-	case ed25519.PrivateKey:
-		k.priv, k.alg = p, jose.EdDSA
+	k := &Key{priv: jk.Signer(), kid: jk.Thumbprint()}
+	switch jk.Alg() {
+	case josekey.ES256:
+		k.alg = jose.ES256
+	case josekey.EdDSA:
+		k.alg = jose.EdDSA
 	default:
-		return nil, fmt.Errorf("mint: a %T key is not EC P-256 or Ed25519", raw)
+		return nil, fmt.Errorf("mint: a %s key cannot sign minted tokens: use EC P-256 (ES256) or Ed25519 (EdDSA)", jk.Alg())
 	}
-	tp, err := (&jose.JSONWebKey{Key: k.priv.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("mint: thumbprint: %w", err)
-	}
-	k.kid = base64.RawURLEncoding.EncodeToString(tp)
 	return k, nil
 }
 
 // GenerateKey returns a new PEM (PKCS #8) private key: kind "ec" (P-256, ES256) or
 // "ed25519" (EdDSA).
 func GenerateKey(kind string) ([]byte, error) {
-	var priv any
-	var err error
-	switch kind {
-	case "ec":
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "ed25519":
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	default:
+	alg, ok := map[string]string{"ec": josekey.ES256, "ed25519": josekey.EdDSA}[kind]
+	if !ok {
 		return nil, fmt.Errorf("mint: key kind %q is not ec or ed25519", kind)
 	}
+	k, err := josekey.Generate(alg)
 	if err != nil {
 		return nil, fmt.Errorf("mint: generate: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("mint: generate: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	return k.PEM()
 }
 
 // Signer signs access tokens with the first key of its ring and publishes all of them.
