@@ -36,18 +36,7 @@ const (
 // drill sets everything up, runs the four phases and returns what it measured.
 func drill(t *harness.TB, o *options) *result {
 	res := &result{load: [2]string{harness.LoadAverage(), ""}}
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	if err := harness.NeedProvider(t.Context(), root, o.provider); err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Logf("building ./cmd/tokenhandler")
-	bin, err := harness.BuildTokenhandler(t.Context(), root, t.TempDir(), o.bin)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
+	bin := harness.Prepare(t, o.provider, o.bin)
 	pub, adm := harness.Listener(t), harness.Listener(t)
 	scheme := "http"
 	if o.tls {

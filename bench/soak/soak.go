@@ -41,18 +41,7 @@ type result struct {
 // soak sets everything up, runs the tabs for o.duration and counts.
 func soak(t *harness.TB, o *options) *result {
 	res := &result{answers: map[string]int64{}, failures: map[string]int64{}, load: [2]string{harness.LoadAverage(), ""}}
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	if err := harness.NeedProvider(t.Context(), root, idptest.KindHydra); err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Logf("building ./cmd/tokenhandler")
-	bin, err := harness.BuildTokenhandler(t.Context(), root, t.TempDir(), o.bin)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
+	bin := harness.Prepare(t, idptest.KindHydra, o.bin)
 	redisURL := harness.StartRedis(t)
 	pubs, admins := make([]net.Listener, o.replicas), make([]net.Listener, o.replicas)
 	for i := range pubs {

@@ -166,3 +166,22 @@ func StartRedis(t *TB) string {
 	t.Fatalf("redis-server did not start")
 	return ""
 }
+
+// Prepare is the start of every command's run: the provider kind ready (built or
+// installed) and tokenhandler built (or prebuilt, when given), whose path it returns. It
+// fails the run on either.
+func Prepare(t *TB, providerKind, prebuilt string) string {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if err := NeedProvider(t.Context(), root, providerKind); err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Logf("building ./cmd/tokenhandler")
+	bin, err := BuildTokenhandler(t.Context(), root, t.TempDir(), prebuilt)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return bin
+}
