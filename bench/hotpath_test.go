@@ -225,18 +225,8 @@ func (noTokens) Refresh(context.Context, *session.Session) (*session.Session, er
 // buffer pool and flushing): the difference is what tokenhandler's proxy adds (the HTTP
 // server and the client's side are not included).
 func BenchmarkProxyHandler(b *testing.B) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true,"items":[1,2,3],"received":0}`)
-	}))
-	defer up.Close()
-	target, _ := url.Parse(up.URL)
-	transport := func() *http.Transport {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.DisableCompression = 1024, 256, true
-		return t
-	}
+	target := benchUpstream(b)
+	transport := benchTransport
 	type variant struct {
 		name string
 		n    int
@@ -313,18 +303,8 @@ func serveLoop(b *testing.B, h http.Handler, r *http.Request) {
 //
 //	GOGC=400 go test -run '^$' -bench 'ServeStack/tokenhandler/get' -cpuprofile cpu.out -memprofile mem.out ./bench
 func BenchmarkServeStack(b *testing.B) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true,"items":[1,2,3],"received":0}`)
-	}))
-	defer up.Close()
-	target, _ := url.Parse(up.URL)
-	transport := func() *http.Transport {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.DisableCompression = 1024, 256, true
-		return t
-	}
+	target := benchUpstream(b)
+	transport := benchTransport
 	for _, v := range []struct {
 		name string
 		body int
@@ -435,4 +415,24 @@ func BenchmarkDPoPProof(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchUpstream is the in-process API the handler benchmarks proxy to: it reads the whole
+// body and answers a small JSON document.
+func benchUpstream(b *testing.B) *url.URL {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true,"items":[1,2,3],"received":0}`)
+	}))
+	b.Cleanup(up.Close)
+	target, _ := url.Parse(up.URL)
+	return target
+}
+
+// benchTransport is the upstream transport tokenhandler's proxy and the bare proxy share.
+func benchTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost, t.DisableCompression = 1024, 256, true
+	return t
 }
