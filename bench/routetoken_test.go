@@ -6,9 +6,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"testing"
 	"time"
 
@@ -43,12 +40,7 @@ func (d coordDeriver) DropRouteToken(ctx context.Context, s *session.Session, p 
 // with a cached minted JWT (format jwt), in the same run: the differences are what a
 // route token adds per request once it is cached.
 func BenchmarkRouteTokens(b *testing.B) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true,"items":[1,2,3],"received":0}`)
-	}))
-	defer up.Close()
-	target, _ := url.Parse(up.URL)
+	target := benchUpstream(b)
 	keyPEM, err := mint.GenerateKey("ec")
 	if err != nil {
 		b.Fatal(err)
@@ -69,7 +61,7 @@ func BenchmarkRouteTokens(b *testing.B) {
 			return &session.DerivedToken{Token: derivedTok, Issued: time.Now(), Expiry: time.Now().Add(time.Hour)}, nil
 		}},
 		{"minted", &session.TokenPolicy{Via: "session", Format: "jwt", JWTFrom: "mint"}, func() (*session.DerivedToken, error) {
-			tok, exp, err := signer.Mint(mint.Claims{Subject: "user-1", ClientID: "spa", Scope: "openid", Audience: []string{up.URL}, Expiry: time.Now().Add(time.Hour)})
+			tok, exp, err := signer.Mint(mint.Claims{Subject: "user-1", ClientID: "spa", Scope: "openid", Audience: []string{target.String()}, Expiry: time.Now().Add(time.Hour)})
 			return &session.DerivedToken{Token: tok, Issued: time.Now(), Expiry: exp}, err
 		}},
 	}
@@ -77,8 +69,7 @@ func BenchmarkRouteTokens(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			st := newBenchStore(b)
 			coord := session.NewCoordinator(session.CoordinatorOptions{})
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.DisableCompression = 1024, 256, true
+			tr := benchTransport()
 			h, err := proxy.New(st, noTokens{}, proxy.Options{
 				Routes:      []proxy.Route{{Path: "/api/", Upstream: target, Token: v.policy}},
 				RefreshSkew: 30 * time.Second,
