@@ -131,8 +131,11 @@ func (c *derivedCache) drop(accessToken, policy string) {
 // until its expiry less the effective skew, min(skew, half its lifetime) (a token without
 // an expiry until notAfter, the session access token's own expiry). With Redis
 // (CoordinatorOptions.Redis) the result is shared with the other replicas, sealed
-// (AES-GCM) under a key derived (HKDF) from accessToken, and a flight looks there before
-// calling fn. hit reports whether the in-process cache answered. fn's errors reach every caller of that flight and are not
+// (AES-GCM) under a key derived (HKDF) from accessToken, and fn runs once at a time across
+// the replicas too: a flight takes a Redis lock (the refresh lease's) or waits for the
+// replica holding it, and reads what that replica stored (Redis unreachable: this replica
+// derives on its own). hit reports whether the in-process cache answered. fn's errors
+// reach every caller of that flight, at every replica waiting on it, and are not
 // remembered.
 func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenPolicy, skew time.Duration, notAfter time.Time,
 	fn func(ctx context.Context) (*DerivedToken, error)) (header string, hit bool, err error) {
@@ -147,17 +150,28 @@ func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenP
 		if e := c.derived.get(accessToken, key, c.now()); e != nil {
 			return e, nil // a flight that just ended
 		}
-		if e := c.sharedDerived(fctx, accessToken, key); e != nil {
-			c.derived.put(accessToken, key, e) // another replica derived it
-			return e, nil
+		build := func(ctx context.Context) (*derivedEntry, error) {
+			t, err := c.derive(ctx, fn)
+			if err != nil {
+				return nil, err
+			}
+			return &derivedEntry{tok: *t, header: "Bearer " + t.Token, until: derivedUntil(t, skew, notAfter)}, nil
 		}
-		t, err := c.derive(fctx, fn)
+		var e *derivedEntry
+		err := errSharedUnavailable
+		if c.shared != nil {
+			e, err = c.deriveShared(fctx, accessToken, key, build)
+		}
+		if errors.Is(err, errSharedUnavailable) {
+			// No Redis, or none reachable: derive here. Two replicas may then both
+			// derive; nothing is spent twice (a via refresh derivation spends through
+			// Refresh, which refuses to go on without the Redis it was given).
+			e, err = build(fctx)
+		}
 		if err != nil {
 			return nil, err
 		}
-		e := &derivedEntry{tok: *t, header: "Bearer " + t.Token, until: derivedUntil(t, skew, notAfter)}
 		c.derived.put(accessToken, key, e)
-		c.shareDerived(fctx, accessToken, key, e)
 		return e, nil
 	})
 	select {

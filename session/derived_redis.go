@@ -8,10 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
+	"time"
 )
 
 // HKDF infos of the shared derived-token entries; the policy key is appended to each.
@@ -41,27 +39,59 @@ func derivedAEAD(seal []byte) cipher.AEAD {
 	return aead
 }
 
-// sharedDerived reads the derived token another replica stored for (accessToken,
-// policy); nil when there is none or Redis cannot be read (then this replica derives).
-func (c *Coordinator) sharedDerived(ctx context.Context, accessToken, policy string) *derivedEntry {
-	if c.shared == nil {
-		return nil
-	}
+// derivedNames are the Redis keys of one shared derived token and of the lock of its
+// derivation: one hash slot.
+func (s *sharedRefresh) derivedNames(lookup string) (entry, lock string) {
+	entry = s.r.prefix + "derived:{" + lookup + "}"
+	return entry, entry + ":lock"
+}
+
+// deriveShared runs build at most once at a time across the replicas for (accessToken,
+// policy), through the lock of sharedRefresh.once, and shares its entry sealed until the
+// entry's own end: a replica that finds the entry, or waits for the one deriving it,
+// makes no provider call. errSharedUnavailable means Redis could not be asked (build did
+// not run).
+func (c *Coordinator) deriveShared(ctx context.Context, accessToken, policy string, build func(context.Context) (*derivedEntry, error)) (*derivedEntry, error) {
 	lookup, seal, err := derivedKeys(accessToken, policy)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	r := c.shared.r
-	rctx, cancel := r.opContext(ctx)
-	defer cancel()
-	sealed, err := r.client.Get(rctx, r.prefix+"derived:"+lookup).Bytes()
-	if err != nil {
-		if !errors.Is(err, redis.Nil) {
-			r.failed("derived_get")
-			c.log.WarnContext(ctx, "session: cannot read a shared derived token", "err", err)
+	entry, lock := c.shared.derivedNames(lookup)
+	var mine *derivedEntry
+	sealed, _, err := c.shared.once(ctx, "derived:"+lookup, lock, entry, func(ctx context.Context) ([]byte, time.Duration, error) {
+		e, err := build(ctx)
+		if err != nil {
+			return nil, 0, err
 		}
-		return nil
+		mine = e
+		return sealDerived(lookup, seal, e), e.until.Sub(c.now()), nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case mine != nil:
+		return mine, nil
 	}
+	if e := openDerived(lookup, seal, sealed, c.now()); e != nil {
+		return e, nil
+	}
+	// An entry that does not open (another key version) or has just lapsed.
+	return build(ctx)
+}
+
+// sealDerived seals e's token and end under seal, with the lookup key as additional data
+// (an entry cannot be moved to another key).
+func sealDerived(lookup string, seal []byte, e *derivedEntry) []byte {
+	plain := appendTime(appendString([]byte{formatV1, kindDerived}, e.tok.Token), e.until)
+	aead := derivedAEAD(seal)
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	_, _ = rand.Read(out)
+	return aead.Seal(out, out, plain, []byte(lookup))
+}
+
+// openDerived opens an entry sealed by sealDerived; nil when it does not open or its end
+// has passed.
+func openDerived(lookup string, seal, sealed []byte, now time.Time) *derivedEntry {
 	aead := derivedAEAD(seal)
 	if len(sealed) < aead.NonceSize() {
 		return nil
@@ -72,38 +102,10 @@ func (c *Coordinator) sharedDerived(ctx context.Context, accessToken, policy str
 	}
 	d := newStringDecoder(string(plain), kindDerived)
 	tok, until := d.string(), d.time()
-	if d.finish() != nil || tok == "" || !c.now().Before(until) {
+	if d.finish() != nil || tok == "" || !now.Before(until) {
 		return nil
 	}
 	return &derivedEntry{tok: DerivedToken{Token: tok}, header: "Bearer " + tok, until: until}
-}
-
-// shareDerived stores e for the other replicas until e.until; a failure is logged (the
-// others then derive their own).
-func (c *Coordinator) shareDerived(ctx context.Context, accessToken, policy string, e *derivedEntry) {
-	if c.shared == nil {
-		return
-	}
-	ttl := e.until.Sub(c.now())
-	if ttl <= 0 {
-		return
-	}
-	lookup, seal, err := derivedKeys(accessToken, policy)
-	if err != nil {
-		return
-	}
-	plain := appendTime(appendString([]byte{formatV1, kindDerived}, e.tok.Token), e.until)
-	aead := derivedAEAD(seal)
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
-	_, _ = rand.Read(out)
-	sealed := aead.Seal(out, out, plain, []byte(lookup))
-	r := c.shared.r
-	rctx, cancel := r.opContext(context.WithoutCancel(ctx))
-	defer cancel()
-	if err := r.client.Set(rctx, r.prefix+"derived:"+lookup, sealed, ttl).Err(); err != nil {
-		r.failed("derived_set")
-		c.log.WarnContext(ctx, "session: cannot share a derived token", "err", err)
-	}
 }
 
 // unshareDerived deletes the shared entry of (accessToken, policy).
@@ -115,10 +117,11 @@ func (c *Coordinator) unshareDerived(ctx context.Context, accessToken, policy st
 	if err != nil {
 		return
 	}
+	entry, _ := c.shared.derivedNames(lookup)
 	r := c.shared.r
 	rctx, cancel := r.opContext(ctx)
 	defer cancel()
-	if err := r.client.Del(rctx, r.prefix+"derived:"+lookup).Err(); err != nil {
+	if err := r.client.Del(rctx, entry).Err(); err != nil {
 		r.failed("derived_del")
 		c.log.WarnContext(ctx, "session: cannot delete a shared derived token", "err", err)
 	}

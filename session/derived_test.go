@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,5 +183,91 @@ func TestGraceEntryKeepsFor(t *testing.T) {
 	})
 	if again, _ := c.Refresh(ctx, "rt-1", nil); again == nil || again.For != "" || plain.For != "" {
 		t.Errorf("a session refresh's grace entry = %+v, want no For", again)
+	}
+}
+
+// Three replicas asked at once for one (session, policy) derive once between them: the
+// others wait on the Redis lock and read the holder's entry.
+func TestDerivedOneDerivationAcrossReplicas(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	replicas := make([]*session.Coordinator, 3)
+	for i := range replicas {
+		replicas[i], _ = replica(t, url, prefix, 0, 0)
+	}
+	p := &session.TokenPolicy{Via: "exchange", Audience: []string{"orders"}}
+	d := &deriver{release: make(chan struct{}), started: make(chan struct{})}
+	exp := time.Now().Add(time.Hour)
+	const callers = 30
+	var wg sync.WaitGroup
+	headers := make([]string, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			headers[i], _, errs[i] = replicas[i%3].Derived(context.Background(), "at-once", p, 30*time.Second, exp, d.fn)
+		}()
+	}
+	<-d.started
+	time.Sleep(100 * time.Millisecond) // let the other replicas' flights start waiting
+	close(d.release)
+	wg.Wait()
+	if n := d.calls.Load(); n != 1 {
+		t.Errorf("%d concurrent requests over 3 replicas made %d derivations, want 1", callers, n)
+	}
+	for i := range callers {
+		if errs[i] != nil || headers[i] != headers[0] || !strings.HasPrefix(headers[0], "Bearer derived-1") {
+			t.Errorf("caller %d: %q, %v; want %q", i, headers[i], errs[i], headers[0])
+		}
+	}
+}
+
+// A replica waiting on another's derivation gets that derivation's error class without
+// deriving itself: a policy the provider refuses is refused once, not once per replica.
+func TestDerivedWaiterGetsTheHoldersError(t *testing.T) {
+	url := sessiontest.RedisURL(t)
+	prefix := sessiontest.KeyPrefix(t, url)
+	a, _ := replica(t, url, prefix, 0, 0)
+	b, _ := replica(t, url, prefix, 0, 0)
+	p := &session.TokenPolicy{Via: "exchange", Audience: []string{"nope"}}
+	d := &deriver{release: make(chan struct{}), started: make(chan struct{}), err: fmt.Errorf("provider said invalid_target: %w", session.ErrTokenUnavailable)}
+	exp := time.Now().Add(time.Hour)
+	errA := make(chan error, 1)
+	go func() {
+		_, _, err := a.Derived(context.Background(), "at-refused", p, 30*time.Second, exp, d.fn)
+		errA <- err
+	}()
+	<-d.started
+	errB := make(chan error, 1)
+	go func() {
+		_, _, err := b.Derived(context.Background(), "at-refused", p, 30*time.Second, exp, d.fn)
+		errB <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let b's flight start waiting
+	close(d.release)
+	if err := <-errA; !errors.Is(err, session.ErrTokenUnavailable) {
+		t.Errorf("holder: %v, want ErrTokenUnavailable", err)
+	}
+	if err := <-errB; !errors.Is(err, session.ErrTokenUnavailable) {
+		t.Errorf("waiter: %v, want ErrTokenUnavailable", err)
+	}
+	if n := d.calls.Load(); n != 1 {
+		t.Errorf("%d derivations, want 1 (the waiter must not ask the provider again)", n)
+	}
+}
+
+// Redis down: a derivation spends nothing, so the replica derives on its own rather than
+// failing the request.
+func TestDerivedWithoutRedisDerivesHere(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	prefix := sessiontest.KeyPrefix(t, srv.URL)
+	c, _ := replica(t, srv.URL, prefix, 0, 0)
+	srv.Stop(t)
+	d := &deriver{}
+	p := &session.TokenPolicy{Via: "exchange", Audience: []string{"orders"}}
+	h, _, err := c.Derived(context.Background(), "at-down", p, 30*time.Second, time.Now().Add(time.Hour), d.fn)
+	if err != nil || !strings.HasPrefix(h, "Bearer derived-1") || d.calls.Load() != 1 {
+		t.Errorf("Derived with Redis down = %q, %v (%d derivations); want the token of one derivation here", h, err, d.calls.Load())
 	}
 }

@@ -28,12 +28,12 @@ const downBackoff = time.Second
 
 var errSharedUnavailable = errors.New("session: shared refresh coordination unavailable")
 
-// acquireScript: the grace entry and its remaining TTL in ms if there is one; otherwise
-// the lock, if free; otherwise the lock's remaining lease. KEYS: lock, grace. ARGV: owner
-// token, lease in ms.
+// acquireScript: the entry (a grace entry, a derived token) and its remaining TTL in ms
+// if there is one; otherwise the lock, if free; otherwise the lock's remaining lease.
+// KEYS: lock, entry. ARGV: owner token, lease in ms.
 var acquireScript = redis.NewScript(`
 local g = redis.call("GET", KEYS[2])
-if g then return {"grace", g, tostring(redis.call("PTTL", KEYS[2]))} end
+if g then return {"entry", g, tostring(redis.call("PTTL", KEYS[2]))} end
 if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return {"locked"} end
 return {"taken", tostring(redis.call("PTTL", KEYS[1]))}
 `)
@@ -47,9 +47,9 @@ end
 return 0
 `)
 
-// releaseScript writes the grace entry (when ARGV[2] is not empty), deletes the lock if it
-// is still the caller's, and publishes the outcome. KEYS: lock, grace. ARGV: owner token,
-// sealed grace entry, grace TTL in ms, channel, message.
+// releaseScript writes the entry (when ARGV[2] is not empty), deletes the lock if it is
+// still the caller's, and publishes the outcome. KEYS: lock, entry. ARGV: owner token,
+// sealed entry, its TTL in ms, channel, message.
 var releaseScript = redis.NewScript(`
 if ARGV[2] ~= "" then
 	redis.call("SET", KEYS[2], ARGV[2], "PX", ARGV[3])
@@ -78,17 +78,52 @@ func (s *sharedRefresh) names(flight string) (lock, grace string) {
 	return base + "lock", base + "grace"
 }
 
-// spend spends the refresh token of flight once across every replica: it returns the
-// shared grace entry if there is one, or calls call while holding the lock, or waits for
-// the replica that holds it. With the tokens it returns how long they may still be handed
-// out as the grace entry: what is left of the shared entry's TTL, or the full grace after
-// its own call. errSharedUnavailable means Redis could not be asked before anything was
-// spent; the caller then spends nothing.
+// spend spends the refresh token of flight once across every replica (once, with the
+// lock and grace entry of flight). With the tokens it returns how long they may still be
+// handed out as the grace entry: what is left of the shared entry's TTL, or the full
+// grace after its own call. errSharedUnavailable means Redis could not be asked before
+// anything was spent; the caller then spends nothing.
 func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, time.Duration, error) {
+	lock, grace := s.names(flight)
+	var mine *Tokens
+	sealed, left, err := s.once(ctx, flight, lock, grace, func(ctx context.Context) ([]byte, time.Duration, error) {
+		t, err := call(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		mine = t
+		sealed, serr := sealTokens(keys, t)
+		if serr != nil {
+			s.log.WarnContext(ctx, "session: cannot seal the rotation grace entry", "err", serr)
+		}
+		return sealed, s.grace, nil
+	})
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case mine != nil:
+		s.link(ctx, flight, keys, mine)
+		return mine, s.grace, nil
+	}
+	t, err := openTokens(keys, sealed)
+	if err != nil {
+		return nil, 0, fmt.Errorf("session: refresh: %w: shared grace entry: %w", ErrIdPUnavailable, err)
+	}
+	return t, left, nil
+}
+
+// once runs call at most once at a time across every replica for flight, and shares
+// what it yields: it returns the entry stored under entry if there is one (with its
+// remaining TTL), or takes lock and runs call, storing the bytes call returns under entry
+// for the TTL call gives (nothing when they are empty), or waits for the replica that
+// holds lock (its "done" notification or the lease's lapse) and looks again. When call
+// ran here, once returns what call returned. A waiter told that the holder's call failed
+// gets the holder's error class (sharedError), without calling call. errSharedUnavailable
+// means Redis could not be asked; call did not run.
+func (s *sharedRefresh) once(ctx context.Context, flight, lock, entry string, call func(context.Context) ([]byte, time.Duration, error)) ([]byte, time.Duration, error) {
 	if time.Now().UnixNano() < s.skipUntil.Load() {
 		return nil, 0, errSharedUnavailable
 	}
-	lock, grace := s.names(flight)
 	// Listen before looking: a notification published in between is not lost.
 	notes, stop := s.r.await(flight)
 	defer stop()
@@ -96,7 +131,7 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 	_, _ = rand.Read(owner[:])
 	token := hex.EncodeToString(owner[:])
 	for {
-		kind, val, left, err := s.acquire(ctx, lock, grace, token)
+		kind, val, left, err := s.acquire(ctx, lock, entry, token)
 		if err != nil {
 			s.r.failed("lock")
 			s.unreachable(ctx, err)
@@ -104,18 +139,10 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 		}
 		s.recovered(ctx)
 		switch kind {
-		case "grace":
-			t, err := openTokens(keys, []byte(val))
-			if err != nil {
-				return nil, 0, fmt.Errorf("session: refresh: %w: shared grace entry: %w", ErrIdPUnavailable, err)
-			}
-			return t, left, nil
+		case "entry":
+			return []byte(val), left, nil
 		case "locked":
-			t, err := s.hold(ctx, lock, grace, token, flight, keys, call)
-			if err == nil {
-				s.link(ctx, flight, keys, t)
-			}
-			return t, s.grace, err
+			return s.hold(ctx, lock, entry, token, flight, call)
 		}
 		// Taken: wait for the holder's outcome or the lease's lapse, then look again.
 		wait := s.lease
@@ -126,31 +153,47 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 		select {
 		case outcome := <-notes:
 			timer.Stop()
-			switch outcome {
-			case RefreshDenied:
-				return nil, 0, fmt.Errorf("session: refresh: %w (at another replica)", ErrRefreshDenied)
-			case RefreshIdPUnavailable:
-				return nil, 0, fmt.Errorf("session: refresh: %w (at another replica)", ErrIdPUnavailable)
+			if err := sharedError(outcome); err != nil {
+				return nil, 0, fmt.Errorf("session: %w (at another replica)", err)
 			}
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, 0, fmt.Errorf("session: refresh: %w: waiting for another replica: %w", ErrIdPUnavailable, ctx.Err())
+			return nil, 0, fmt.Errorf("session: %w: waiting for another replica: %w", ErrIdPUnavailable, ctx.Err())
 		}
 	}
 }
 
-// acquire runs acquireScript: ("grace", sealed entry, its remaining TTL), ("locked", "")
-// or ("taken", remaining lease in ms).
-func (s *sharedRefresh) acquire(ctx context.Context, lock, grace, token string) (kind, val string, left time.Duration, err error) {
+// sharedError is the error a waiter returns for the outcome another replica published
+// (RefreshOutcome's vocabulary): nil for success (the waiter looks again and finds the
+// entry).
+func sharedError(outcome string) error {
+	switch outcome {
+	case RefreshSuccess:
+		return nil
+	case RefreshDenied:
+		return ErrRefreshDenied
+	case RefreshIdPUnavailable:
+		return ErrIdPUnavailable
+	case RefreshTokenUnavailable:
+		return ErrTokenUnavailable
+	case RefreshSubjectRejected:
+		return ErrSubjectRejected
+	}
+	return ErrIdPUnavailable
+}
+
+// acquire runs acquireScript: ("entry", the stored entry, its remaining TTL), ("locked",
+// "") or ("taken", remaining lease in ms).
+func (s *sharedRefresh) acquire(ctx context.Context, lock, entry, token string) (kind, val string, left time.Duration, err error) {
 	ctx, cancel := s.r.opContext(ctx)
 	defer cancel()
-	res, err := acquireScript.Run(ctx, s.r.client, []string{lock, grace}, token, s.lease.Milliseconds()).StringSlice()
+	res, err := acquireScript.Run(ctx, s.r.client, []string{lock, entry}, token, s.lease.Milliseconds()).StringSlice()
 	if err != nil {
 		return "", "", 0, err
 	}
 	switch {
-	case len(res) == 3 && res[0] == "grace":
+	case len(res) == 3 && res[0] == "entry":
 		// -1 (no TTL) cannot happen: the release script sets one. Keep it no longer
 		// than a grace then.
 		left = s.grace
@@ -169,7 +212,7 @@ func (s *sharedRefresh) acquire(ctx context.Context, lock, grace, token string) 
 // hold calls the provider while holding the lock, renewing its lease every lease/3 so
 // that a slow provider does not let another replica in; then it writes the grace entry,
 // publishes the outcome and releases the lock in one script.
-func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, error) {
+func (s *sharedRefresh) hold(ctx context.Context, lock, entry, token, flight string, call func(context.Context) ([]byte, time.Duration, error)) ([]byte, time.Duration, error) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -189,37 +232,29 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, grace, token, flight str
 			switch {
 			case err != nil:
 				s.r.failed("renew_lock")
-				s.log.WarnContext(ctx, "session: cannot renew the refresh lock's lease", "err", err)
+				s.log.WarnContext(ctx, "session: cannot renew the lock's lease", "err", err)
 			case n == 0:
-				s.log.WarnContext(ctx, "session: the refresh lock's lease lapsed while the provider call was in flight")
+				s.log.WarnContext(ctx, "session: the lock's lease lapsed while the provider call was in flight")
 			}
 		}
 	}()
-	t, err := call(ctx)
+	val, ttl, err := call(ctx)
 	close(stop)
 	wg.Wait()
 
-	outcome, sealed := RefreshSuccess, []byte(nil)
-	switch {
-	case errors.Is(err, ErrRefreshDenied):
-		outcome = RefreshDenied
-	case err != nil:
-		outcome = RefreshIdPUnavailable
-	default:
-		var serr error
-		if sealed, serr = sealTokens(keys, t); serr != nil {
-			s.log.WarnContext(ctx, "session: cannot seal the rotation grace entry", "err", serr)
-		}
+	stored := val
+	if err != nil || ttl <= 0 {
+		stored = nil
 	}
 	// The call may have used up ctx's time: the release gets its own.
 	rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
 	defer cancel()
-	if rerr := releaseScript.Run(rctx, s.r.client, []string{lock, grace},
-		token, sealed, s.grace.Milliseconds(), s.r.refreshChannel, flight+" "+outcome).Err(); rerr != nil {
+	if rerr := releaseScript.Run(rctx, s.r.client, []string{lock, entry},
+		token, stored, max(ttl.Milliseconds(), 1), s.r.refreshChannel, flight+" "+RefreshOutcome(err)).Err(); rerr != nil {
 		s.r.failed("release_lock")
-		s.log.WarnContext(ctx, "session: cannot publish the refresh's outcome to other replicas; they wait for the lease to lapse", "err", rerr)
+		s.log.WarnContext(ctx, "session: cannot publish an outcome to other replicas; they wait for the lease to lapse", "err", rerr)
 	}
-	return t, err
+	return val, ttl, err
 }
 
 // link writes the shared link from the new refresh token to the grace entry (see

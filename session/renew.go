@@ -20,6 +20,9 @@ const (
 	RefreshStoreUnavailable = "store_unavailable"
 	// RefreshTokenUnavailable: a route's derivation was refused for our configuration.
 	RefreshTokenUnavailable = "token_unavailable"
+	// RefreshSubjectRejected: the provider refused the session's access token as a
+	// token exchange's subject (a route's derivation).
+	RefreshSubjectRejected = "subject_rejected"
 	// RefreshEnded: the session was ended (logout, back-channel logout) while it
 	// refreshed.
 	RefreshEnded = "ended"
@@ -38,6 +41,8 @@ func RefreshOutcome(err error) string {
 		return RefreshStoreUnavailable
 	case errors.Is(err, ErrTokenUnavailable):
 		return RefreshTokenUnavailable
+	case errors.Is(err, ErrSubjectRejected):
+		return RefreshSubjectRejected
 	default:
 		return RefreshIdPUnavailable
 	}
