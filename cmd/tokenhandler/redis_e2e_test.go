@@ -184,7 +184,7 @@ func tryCall(n *node, method, path string, cookies []*http.Cookie) (*http.Respon
 	for _, ck := range cookies {
 		req.AddCookie(ck)
 	}
-	if method != http.MethodGet || strings.HasPrefix(path, "/api/") {
+	if method != http.MethodGet || !strings.HasPrefix(path, "/auth/") {
 		req.Header.Set("X-CSRF", "1")
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -393,3 +393,76 @@ func TestRouteTokenInvalidGrant(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasDeriveOnce: three replicas on one Redis, 60 concurrent requests of a new
+// session to a derived route, spread over the replicas, make one derivation at the
+// provider between them (one token exchange; one introspection for a minted JWT), and
+// every request carries the same derived token.
+func TestReplicasDeriveOnce(t *testing.T) {
+	api := newUpstream(t)
+	keyPEM, err := mint.GenerateKey("ec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	routes, _ := json.Marshal([]map[string]any{
+		{"path": "/reports/", "upstream": api.srv.URL, "token": map[string]any{"via": "exchange", "audience": []string{"reports"}}},
+		{"path": "/minted/", "upstream": api.srv.URL, "token": map[string]any{"format": "jwt"}},
+	})
+	c := startCluster(t, clusterOptions{
+		kind: idptest.KindOIDCProvider, store: "cookie", replicas: 3,
+		idp: idptest.Options{
+			AccessTokenTTL: time.Hour,
+			Resources: []idptest.Resource{
+				{Indicator: reportsResource, Audience: "reports", Scopes: []string{"reports:read"}, Format: idptest.FormatJWT, TTL: 10 * time.Minute, Exchange: true},
+			},
+		},
+		env: map[string]string{"TH_ROUTES": string(routes), "TH_TOKEN_SIGNING_KEYS": keyFile},
+	})
+	for _, tc := range []struct {
+		route string
+		calls func() int64
+	}{
+		{"/reports/", c.idp.TokenExchangeCalls},
+		{"/minted/", c.idp.IntrospectionCalls},
+	} {
+		t.Run(tc.route, func(t *testing.T) {
+			b := c.signIn()
+			cookies := c.cookies(b, tc.route)
+			before := c.idp.TokenExchangeCalls() + c.idp.IntrospectionCalls()
+			beforeRoute := tc.calls()
+			api.reset()
+			const n = 60
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, body, err := tryCall(c.nodes[i%3], http.MethodGet, tc.route+"item", cookies)
+					if err != nil || resp.StatusCode != http.StatusOK {
+						t.Errorf("request %d at replica %d: %v %s", i, i%3, err, body)
+					}
+				}()
+			}
+			wg.Wait()
+			if got := tc.calls() - beforeRoute; got != 1 {
+				t.Errorf("%d concurrent requests over 3 replicas: %d derivations at the provider, want 1", n, got)
+			}
+			if got := c.idp.TokenExchangeCalls() + c.idp.IntrospectionCalls() - before; got != 1 {
+				t.Errorf("provider calls for the derivation: %d, want 1", got)
+			}
+			reqs := api.requests()
+			if len(reqs) != n {
+				t.Fatalf("the upstream saw %d requests, want %d", len(reqs), n)
+			}
+			for _, r := range reqs {
+				if len(r.Auth) != 1 || r.Auth[0] != reqs[0].Auth[0] || r.Auth[0] == "" {
+					t.Fatalf("the upstream saw different tokens for one session and route")
+				}
+			}
+		})
+	}
+}
