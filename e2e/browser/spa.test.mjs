@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  artifacts, browserSuite, buildBinaries, launchBrowser, makeStepper, refreshCounts, root,
+  artifacts, browserSuite, buildBinaries, launchBrowser, makeStepper, metric, refreshCounts, root,
   signIn, sleepUntil, startStack,
 } from './harness.mjs';
 
@@ -24,8 +24,8 @@ const SUCCESS_SHOT = path.join(artifacts, 'spa-signed-in.png');
 const README_SHOT = path.join(root, 'docs', 'screenshot-spa.png');
 
 // Every refresh-token cookie path DESIGN.md's table names for this configuration
-// (route /api/ plus the agent's three), and never "/".
-const RT_PATHS = ['/api/', '/auth/logout', '/auth/refresh', '/auth/userinfo'];
+// (routes /api/ and /orders/ plus the agent's three), and never "/".
+const RT_PATHS = ['/api/', '/auth/logout', '/auth/refresh', '/auth/userinfo', '/orders/'];
 const TH_COOKIE = /^(__Host-Http-th-|__Secure-th-)/;
 const baseName = (name) => name.replace(/\.\d+$/, ''); // chunks NAME.0, NAME.1, ...
 
@@ -122,6 +122,31 @@ browserSuite('example SPA in Chromium', () => {
     assert.ok([].concat(claims.aud).includes('tokenhandler'), `aud ${JSON.stringify(claims.aud)}`);
     lastExpiry = Date.parse(call.expiresAt);
     assert.ok(lastExpiry > Date.now() - 60_000, `expires_at ${call.expiresAt}`);
+  });
+
+  step('the orders route gets a token made for it (via refresh, scope openid)', async () => {
+    const apiClaims = JSON.parse(await page.textContent('#claims'));
+    const before = await refreshCounts(info.metrics_url);
+    const derivedBefore = await metric(info.metrics_url, 'tokenhandler_derivations_total', { route: '/orders/', outcome: 'success' });
+    const first = await page.evaluate(() => window.demo.callOrders());
+    const second = await page.evaluate(() => window.demo.callOrders());
+    assert.equal(first.status, 200, 'GET /orders/claims through tokenhandler');
+    assert.equal(second.status, 200, 'the second GET /orders/claims');
+    const claims = JSON.parse(await page.textContent('#orders-claims'));
+    assert.equal(claims.iss, info.issuer);
+    assert.equal(claims.sub, apiClaims.sub, 'the derived token names the signed-in user');
+    assert.equal(claims.email, undefined, 'the orders token has no email (scope openid only)');
+    assert.equal(claims.name, undefined, 'the orders token has no name (scope openid only)');
+    assert.notEqual(first.body.expires_at, undefined);
+    assert.equal(second.body.expires_at, first.body.expires_at, 'the second call reused the cached derived token');
+    const afterCounts = await refreshCounts(info.metrics_url);
+    assert.equal(afterCounts.tokenCalls - before.tokenCalls, 1, 'refresh_token grants for two /orders/ calls');
+    assert.equal(await metric(info.metrics_url, 'tokenhandler_derivations_total', { route: '/orders/', outcome: 'success' }) - derivedBefore, 1,
+      'tokenhandler_derivations_total{route="/orders/",outcome="success"} grew by');
+    // The /api/ route still gets the session's token, with the email.
+    const call = await clickCallAPI(page);
+    assert.equal(call.status, 200);
+    assert.equal(JSON.parse(await page.textContent('#claims')).email, info.username);
   });
 
   step('document.cookie shows none of tokenhandler\'s cookies', async () => {

@@ -1,6 +1,6 @@
 // tokenhandler example SPA: no build step, no framework, and no token in JavaScript.
 // Everything shown comes from tokenhandler's /auth endpoints and the example API behind
-// /api/, through tokenhandler's JavaScript client (tokenhandler.js, a link to
+// /api/ and /orders/, through tokenhandler's JavaScript client (tokenhandler.js, a link to
 // clients/js/tokenhandler.js). Data is only ever put on the page with textContent, never
 // innerHTML.
 import { RetryLaterError, createClient } from './tokenhandler.js';
@@ -112,6 +112,27 @@ async function callAPI() {
   return entry;
 }
 
+// callOrders calls the /orders/ route, whose token tokenhandler derives for it, and shows
+// the claims the API saw; it returns the status and body for tests.
+async function callOrders() {
+  const out = $('orders-result');
+  let status = 0;
+  let body = null;
+  try {
+    const res = await th.api('/orders/claims', { cache: 'no-store' });
+    status = res.status;
+    body = await res.json();
+    $('orders-claims').textContent = JSON.stringify(body.claims, null, 2);
+    out.textContent = `${status}: token expires ${fmtTime(new Date(body.expires_at))}`;
+  } catch (err) {
+    status = err.status ?? 0;
+    out.textContent = `${status || 'network error'}: ${err.code || err.message}`;
+  }
+  out.dataset.status = String(status);
+  out.hidden = false;
+  return { status, body };
+}
+
 function render(e) {
   const li = document.createElement('li');
   li.dataset.n = String(e.n);
@@ -164,10 +185,14 @@ $('call-api').addEventListener('click', async (ev) => {
   ev.target.disabled = true;
   try { await callAPI(); } finally { ev.target.disabled = false; }
 });
+$('call-orders').addEventListener('click', async (ev) => {
+  ev.target.disabled = true;
+  try { await callOrders(); } finally { ev.target.disabled = false; }
+});
 $('signin').addEventListener('click', signIn);
 $('signout').addEventListener('click', signOut);
 loadSession();
 
 // For the browser tests and the curious: window.demo.callAPI() returns the entry,
-// window.demo.client is the tokenhandler client.
-window.demo = { callAPI, loadSession, client: th };
+// window.demo.callOrders() the /orders/ call, window.demo.client is the tokenhandler client.
+window.demo = { callAPI, callOrders, loadSession, client: th };

@@ -15,7 +15,8 @@
 // tokenhandler is configured only through TH_* variables, exactly as a user would:
 // cookie sessions, Secure cookies on http://localhost (browsers treat loopback as
 // secure), the SPA from examples/spa, /api/ proxied to the example API with the prefix
-// stripped, and its admin listener (/readyz, /metrics) on a free loopback port.
+// stripped, /orders/ to the same API with a token made for that route (routes[].token),
+// and its admin listener (/readyz, /metrics) on a free loopback port.
 // Inherited TH_* variables are not passed on, so the demo is the same on every machine.
 package main
 
@@ -99,6 +100,9 @@ type Info struct {
 	// Audience, which the example API accepts only with a valid DPoP proof.
 	FAPI     bool   `json:"fapi,omitempty"`
 	Audience string `json:"audience,omitempty"`
+	// Orders is true when /orders/ is routed to the example API with a token made for
+	// that route (a derived token, DESIGN "Tokens for upstreams").
+	Orders bool `json:"orders,omitempty"`
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -232,9 +236,11 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 	defer apiSrv.Close()
 
 	// tokenhandler, configured like a user would: TH_* variables only.
-	routes, _ := json.Marshal([]map[string]any{{
-		"path": "/api/", "upstream": apiURL, "strip_prefix": true,
-	}})
+	routeList := []map[string]any{{"path": "/api/", "upstream": apiURL, "strip_prefix": true}}
+	if p.ordersToken != nil {
+		routeList = append(routeList, map[string]any{"path": "/orders/", "upstream": apiURL, "strip_prefix": true, "token": p.ordersToken})
+	}
+	routes, _ := json.Marshal(routeList)
 	thEnv := append(childEnv(),
 		"TH_LISTEN="+fmt.Sprintf("127.0.0.1:%d", o.port),
 		"TH_ADMIN_LISTEN="+fmt.Sprintf("127.0.0.1:%d", adminPort),
@@ -263,7 +269,7 @@ func (s *stack) run(ctx context.Context, stdout io.Writer) error {
 		URL: publicURL, Issuer: p.issuer, APIURL: apiURL,
 		AdminURL: adminURL, MetricsURL: adminURL + "/metrics",
 		Username: p.username, Password: p.password, TokenTTL: o.tokenTTL.String(), LogDir: s.dir,
-		FAPI: o.fapi, Audience: p.api.Audience,
+		FAPI: o.fapi, Audience: p.api.Audience, Orders: p.ordersToken != nil,
 	}
 	fmt.Fprintf(s.human, `
 tokenhandler example stack is up.
@@ -302,6 +308,9 @@ type provider struct {
 	api                api.Options // without Logger
 	thEnv              []string    // TH_* variables of the provider's client
 	note               string      // extra banner lines
+	// ordersToken is the token policy (routes[].token) of the demo's second route,
+	// /orders/, to the same API: a token made for that route. nil: no such route.
+	ordersToken map[string]any
 }
 
 // startDex starts the demo's Dex with a fresh client secret.
@@ -354,6 +363,11 @@ func (s *stack) startDex(ctx context.Context, publicURL string) (*provider, erro
 			"TH_OIDC_BACKCHANNEL_BASE_URL=" + dexBack,
 			"TH_OIDC_CLIENT_SECRET=" + secret,
 		},
+		// Entra ID style: the same refresh token, a token with fewer scopes. Dex signs
+		// it like every access token (the example API verifies it as it does /api/'s),
+		// and without the profile and email scopes it carries neither name nor email:
+		// the orders API learns who the user is, and nothing more.
+		ordersToken: map[string]any{"via": "refresh", "scope": "openid"},
 	}, nil
 }
 
