@@ -74,13 +74,13 @@ func tokenhandlerKeys(t *testing.T, s *stack) jose.JSONWebKeySet {
 	return set
 }
 
-// verifyMinted checks tok's signature against set and its RFC 9068 header, and returns
-// its claims.
-func verifyMinted(t *testing.T, set jose.JSONWebKeySet, tok string) map[string]any {
+// verifyMinted checks tok's signature (alg) against set and its RFC 9068 header, and
+// returns its claims.
+func verifyMinted(t *testing.T, set jose.JSONWebKeySet, tok string, alg jose.SignatureAlgorithm) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{alg})
 	if err != nil {
-		t.Fatalf("the upstream's token is not an ES256 JWS: %v", err)
+		t.Fatalf("the upstream's token is not an %s JWS: %v", alg, err)
 	}
 	h := jws.Signatures[0].Header
 	if typ := h.ExtraHeaders[jose.HeaderType]; typ != "at+jwt" {
@@ -164,7 +164,7 @@ func TestHydraMint(t *testing.T) {
 	}
 	secrets["first minted JWT"] = first
 
-	claims := verifyMinted(t, keys, first)
+	claims := verifyMinted(t, keys, first, jose.ES256)
 	hydraView := s.idp.Introspect(t, sess.AccessToken)
 	if !hydraView.Active || hydraView.Expiry == 0 {
 		t.Fatalf("Hydra's introspection of the session's token = %+v, want active with exp", hydraView)
@@ -228,7 +228,7 @@ func TestHydraMint(t *testing.T) {
 			t.Errorf("%s was sent the JWT minted before the refresh", r.URI)
 		}
 	}
-	claims2 := verifyMinted(t, keys, second)
+	claims2 := verifyMinted(t, keys, second, jose.ES256)
 	if claims2["jti"] == claims["jti"] {
 		t.Errorf("the JWT minted after the refresh has the old jti %v", claims["jti"])
 	}
@@ -252,5 +252,72 @@ func TestHydraMint(t *testing.T) {
 		if strings.Contains(string(opened), secrets[what]) {
 			t.Errorf("the session in the cookies holds the %s", what)
 		}
+	}
+}
+
+// TestHydraRefreshMint: format jwt via refresh at Hydra works, at a price the README
+// warns about. The first request makes one refresh grant and one introspection, the
+// rotated refresh token reaches the browser, the upstream gets a minted JWT; a second
+// request is served from the cache. But Hydra ignores scope on a refresh (the token is
+// not narrowed) and, as every fosite refresh does, revokes the access tokens issued
+// before it, the session's own included: its plain routes then get a dead token until
+// a reactive refresh. At Hydra, mint via session.
+func TestHydraRefreshMint(t *testing.T) {
+	api := newUpstream(t)
+	routes, _ := json.Marshal([]map[string]any{
+		{"path": "/api/", "upstream": api.srv.URL},
+		{"path": "/r/", "upstream": api.srv.URL, "token": map[string]any{"via": "refresh", "scope": "openid offline_access", "format": "jwt"}},
+	})
+	keyPEM, err := mint.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startStack(t, stackOptions{
+		kind: idptest.KindHydra,
+		idp:  idptest.Options{OpaqueAccessTokens: true, AccessTokenTTL: 5 * time.Minute},
+		env:  map[string]string{"TH_ROUTES": string(routes), "TH_TOKEN_SIGNING_KEYS": keyFile},
+		idpEnv: func(p *idptest.Provider) map[string]string {
+			return map[string]string{"TH_OIDC_INTROSPECTION_ENDPOINT": p.AdminIntrospectionURL()}
+		},
+	})
+	c := s.signIn("/")
+	sess, err := s.session(c, "/r/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refreshes, introspections := s.idp.RefreshCalls(), s.idp.IntrospectionCalls()
+	resp, body := s.do(c, http.MethodGet, "/r/x", csrfHeader)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /r/x = %d %s", resp.StatusCode, body)
+	}
+	if r, i := s.idp.RefreshCalls()-refreshes, s.idp.IntrospectionCalls()-introspections; r != 1 || i != 1 {
+		t.Errorf("refresh grants, introspections for the first request = %d, %d, want 1, 1", r, i)
+	}
+	if !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "th-rt") {
+		t.Errorf("the rotated refresh token did not reach the browser: %q", resp.Header.Values("Set-Cookie"))
+	}
+	tok := bearerOf(t, api, "/r/x")
+	claims := verifyMinted(t, tokenhandlerKeys(t, s), tok, jose.EdDSA)
+	if claims["sub"] != sess.Subject || claims["aud"] != api.srv.URL || claims["iss"] != s.url {
+		t.Errorf("minted claims = %v, want sub %s, aud %s (the upstream's origin), iss %s", claims, sess.Subject, api.srv.URL, s.url)
+	}
+	if resp, _ := s.do(c, http.MethodGet, "/r/y", csrfHeader); resp.StatusCode != http.StatusOK || bearerOf(t, api, "/r/y") != tok {
+		t.Errorf("second GET = %d, or another token: want the cached JWT", resp.StatusCode)
+	}
+	if r, i := s.idp.RefreshCalls()-refreshes, s.idp.IntrospectionCalls()-introspections; r != 1 || i != 1 {
+		t.Errorf("refresh grants, introspections after the cached request = %d, %d, want still 1, 1", r, i)
+	}
+	s.assertNoLeak(map[string]string{"minted JWT": tok, "session access token": sess.AccessToken})
+
+	// What README warns about: Hydra's answers, as this Hydra gives them.
+	if scope, _ := claims["scope"].(string); scope == "openid offline_access" {
+		t.Errorf("Hydra narrowed the scope on the refresh to %q: README's Hydra note is out of date", scope)
+	}
+	if s.idp.Introspect(t, sess.AccessToken).Active {
+		t.Errorf("Hydra kept the session's access token active after a refresh of its grant: README's Hydra note is out of date")
 	}
 }
