@@ -47,6 +47,15 @@ func canonicalOrigin(u *url.URL) string {
 	return strings.ToLower(u.Scheme) + "://" + host
 }
 
+// httpsOffLoopback refuses a plain-http URL off loopback: for the URLs tokenhandler
+// sends tokens or client credentials to (the issuer's endpoints).
+func httpsOffLoopback(u *url.URL) error {
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("must be https:// (http:// only for localhost, 127.0.0.0/8 or [::1]), got %q", u.Redacted())
+	}
+	return nil
+}
+
 // isLoopbackHost reports whether browsers treat host as a secure context over plain http:
 // localhost, 127.0.0.0/8 or ::1.
 func isLoopbackHost(host string) bool {

@@ -95,6 +95,13 @@ type OIDC struct {
 	// tokenhandler reach the provider under different names. The issuer and the
 	// browser-facing endpoints (authorization, end-session) are unchanged.
 	BackchannelBaseURL string `yaml:"backchannel_base_url"`
+	// IntrospectionEndpoint, if set, is the RFC 7662 introspection endpoint of every
+	// introspection (routes with token.format jwt), used as is instead of discovery's
+	// introspection_endpoint (BackchannelBaseURL does not rewrite it). For providers whose
+	// introspection is not in discovery, such as Ory Hydra's admin API. https://; http://
+	// only on loopback, as for Issuer. The client authenticates there as at the token
+	// endpoint. "": discovery's.
+	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
 }
 
 // Cookies is the cookie key ring and naming.

@@ -29,7 +29,8 @@ type RouteToken struct {
 	Via string `yaml:"via" json:"via"`
 	// Resource are RFC 8707 resource indicators (absolute URIs).
 	Resource []string `yaml:"resource" json:"resource"`
-	// Audience are RFC 8693 audience values (exchange only).
+	// Audience are RFC 8693 audience values (via exchange), or the aud of the JWT
+	// tokenhandler mints (format jwt, jwt_from mint; with any via).
 	Audience []string `yaml:"audience" json:"audience"`
 	// Scope is space-separated, e.g. "api://orders/.default".
 	Scope string `yaml:"scope" json:"scope"`
@@ -120,10 +121,12 @@ func (c *Config) validateTokens(p *problems) {
 		if t.JWTFrom != "" && !slices.Contains(jwtSources, t.JWTFrom) {
 			p.addIndexed("routes", i, "token.jwt_from", "must be one of %s, got %q", strings.Join(jwtSources, ", "), t.JWTFrom)
 		}
+		mintsHere := t.EffectiveFormat() == "jwt" && t.EffectiveJWTFrom() == "mint"
 		switch t.EffectiveVia() {
 		case "session":
-			if len(t.Resource) > 0 || len(t.Audience) > 0 || t.Scope != "" {
-				p.addIndexed("routes", i, "token.via", "is session: resource, audience and scope need via refresh or exchange")
+			// A JWT minted from the session's token takes audience as its aud.
+			if len(t.Resource) > 0 || (len(t.Audience) > 0 && !mintsHere) || t.Scope != "" {
+				p.addIndexed("routes", i, "token.via", "is session: resource and scope need via refresh or exchange, audience too unless format is jwt with jwt_from mint")
 			}
 		case "refresh":
 			if len(t.Resource) == 0 && t.Scope == "" {
@@ -151,9 +154,7 @@ func (c *Config) validateTokens(p *problems) {
 				}
 			}
 		}
-		if t.EffectiveFormat() == "jwt" && t.EffectiveJWTFrom() == "mint" {
-			mints = true
-		}
+		mints = mints || mintsHere
 		// A derived token is sent as Bearer: with DPoP on, its derivation would carry a
 		// proof and the provider bind it, and a bound token is never sent as Bearer. Until
 		// derived tokens are sent with proofs (token.dpop), the two are refused together.
@@ -203,14 +204,16 @@ type ProviderFeatures struct {
 }
 
 // CheckProvider reports every route token policy that a provider with features f cannot
-// serve, naming the route and key: format jwt without an introspection_endpoint, via
-// exchange when the provider lists its grant types and token exchange is not among them.
+// serve, naming the route and key: format jwt without an introspection endpoint (neither
+// discovery's nor oidc.introspection_endpoint), via exchange when the provider lists its
+// grant types and token exchange is not among them. check-config and serve (once
+// discovery has answered) both ask it.
 func (c *Config) CheckProvider(f ProviderFeatures) error {
 	var p problems
 	for i, r := range c.Routes {
 		t := r.Token
-		if t.EffectiveFormat() == "jwt" && f.IntrospectionEndpoint == "" {
-			p.addIndexed("routes", i, "token.format", "is jwt, but the provider's discovery has no introspection_endpoint")
+		if t.EffectiveFormat() == "jwt" && f.IntrospectionEndpoint == "" && c.OIDC.IntrospectionEndpoint == "" {
+			p.addIndexed("routes", i, "token.format", "is jwt, but the provider's discovery has no introspection_endpoint and oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) is not set")
 		}
 		if t.EffectiveVia() == "exchange" && f.GrantTypes != nil && !slices.Contains(f.GrantTypes, GrantTokenExchange) {
 			p.addIndexed("routes", i, "token.via", "is exchange, but the provider's grant_types_supported lacks %s", GrantTokenExchange)

@@ -46,6 +46,11 @@ func TestValidateRouteTokens(t *testing.T) {
 		{name: "unknown format", token: RouteToken{Format: "jws"}, want: []string{"routes[0].token.format (TH_ROUTES) must be one of as_issued, jwt"}},
 		{name: "unknown jwt_from", token: RouteToken{Format: "jwt", JWTFrom: "idp"}, want: []string{"routes[0].token.jwt_from (TH_ROUTES) must be one of mint, introspection"}},
 		{name: "session with a resource", token: RouteToken{Resource: []string{"https://x"}}, want: []string{"routes[0].token.via (TH_ROUTES) is session"}},
+		{name: "session with an audience", token: RouteToken{Audience: []string{"orders"}}, want: []string{"routes[0].token.via (TH_ROUTES) is session"}},
+		{name: "session with an audience, as_issued", token: RouteToken{Audience: []string{"orders"}, Format: "as_issued"}, want: []string{"routes[0].token.via (TH_ROUTES) is session"}},
+		{name: "session with an audience, phantom", token: RouteToken{Audience: []string{"orders"}, Format: "jwt", JWTFrom: "introspection"}, want: []string{"routes[0].token.via (TH_ROUTES) is session"}},
+		{name: "session minted for an audience", token: RouteToken{Audience: []string{"orders"}, Format: "jwt"}, signing: []string{key}},
+		{name: "session minted with a scope", token: RouteToken{Scope: "a", Format: "jwt"}, signing: []string{key}, want: []string{"routes[0].token.via (TH_ROUTES) is session"}},
 		{name: "refresh without resource or scope", token: RouteToken{Via: "refresh"}, want: []string{"routes[0].token.via (TH_ROUTES) is refresh: it needs"}},
 		{name: "refresh with audience", token: RouteToken{Via: "refresh", Scope: "a", Audience: []string{"x"}}, want: []string{"routes[0].token.audience (TH_ROUTES) is RFC 8693"}},
 		{name: "relative resource", token: RouteToken{Via: "exchange", Resource: []string{"/orders"}}, want: []string{"routes[0].token.resource[0] (TH_ROUTES) must be an absolute URI"}},
@@ -120,7 +125,7 @@ func TestCheckProvider(t *testing.T) {
 		{name: "grant types not listed", f: ProviderFeatures{IntrospectionEndpoint: "https://idp/introspect"}},
 		{name: "no exchange, no introspection", f: ProviderFeatures{GrantTypes: []string{"refresh_token"}}, want: []string{
 			"routes[0].token.via (TH_ROUTES) is exchange, but the provider's grant_types_supported lacks urn:ietf:params:oauth:grant-type:token-exchange",
-			"routes[1].token.format (TH_ROUTES) is jwt, but the provider's discovery has no introspection_endpoint",
+			"routes[1].token.format (TH_ROUTES) is jwt, but the provider's discovery has no introspection_endpoint and oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) is not set",
 		}},
 	}
 	for _, tc := range tests {
@@ -129,6 +134,16 @@ func TestCheckProvider(t *testing.T) {
 				t.Errorf("CheckProvider(%+v) = %q, want %q", tc.f, got, tc.want)
 			}
 		})
+	}
+	// oidc.introspection_endpoint stands in for discovery's.
+	withKey := *c
+	withKey.OIDC.IntrospectionEndpoint = "https://hydra-admin.internal/admin/oauth2/introspect"
+	if got := joined(withKey.CheckProvider(ProviderFeatures{GrantTypes: []string{"refresh_token", GrantTokenExchange}})); len(got) != 0 {
+		t.Errorf("CheckProvider without discovery's introspection_endpoint, with oidc.introspection_endpoint = %q, want none", got)
+	}
+	got := joined(c.CheckProvider(ProviderFeatures{GrantTypes: []string{"refresh_token", GrantTokenExchange}}))
+	if len(got) != 1 || !strings.Contains(got[0], "oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) is not set") {
+		t.Errorf("CheckProvider without any introspection endpoint = %q, want the route named and the key suggested", got)
 	}
 	notes := c.TokenNotes()
 	if len(notes) != 3 || !strings.Contains(notes[0], "routes[0] /a/ gets RFC 8693 token exchange") {
@@ -155,5 +170,25 @@ func TestRouteTokensRefusedWithDPoP(t *testing.T) {
 		return strings.Contains(s, "routes[0].token.dpop (TH_ROUTES) true is not supported yet")
 	}) {
 		t.Errorf("Validate() = %q, want routes[0].token.dpop refused", got)
+	}
+}
+
+// oidc.introspection_endpoint comes from TH_OIDC_INTROSPECTION_ENDPOINT, and check-config
+// says whether it is used.
+func TestIntrospectionEndpointKey(t *testing.T) {
+	const hydra = "https://hydra-admin.internal/admin/oauth2/introspect"
+	env := map[string]string{"TH_OIDC_INTROSPECTION_ENDPOINT": hydra}
+	c, warnings, err := Load("", func(k string) string { return env[k] }, []string{"TH_OIDC_INTROSPECTION_ENDPOINT=" + hydra})
+	if err != nil || len(warnings) != 0 || c.OIDC.IntrospectionEndpoint != hydra {
+		t.Fatalf("Load = %q, warnings %q, error %v; want oidc.introspection_endpoint %s", c.OIDC.IntrospectionEndpoint, warnings, err, hydra)
+	}
+	c = tokenConfig(t, Route{Path: "/api/"})
+	c.OIDC.IntrospectionEndpoint = hydra
+	if n := c.Notes(); !containsLine(n, "oidc.introspection_endpoint is set but no route has token.format jwt") {
+		t.Errorf("Notes() without a jwt route = %q, want it said that the key is unused", n)
+	}
+	c.Routes[0].Token = RouteToken{Format: "jwt", JWTFrom: "introspection"}
+	if n := c.Notes(); !containsLine(n, "tokenhandler introspects at "+hydra) {
+		t.Errorf("Notes() with a jwt route = %q, want the endpoint named", n)
 	}
 }

@@ -112,8 +112,18 @@ func (c *Config) validateOIDC(p *problems) {
 		p.add("oidc.issuer", "%v", err)
 	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		p.add("oidc.issuer", "must not have a query or fragment")
-	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		p.add("oidc.issuer", "must be https:// (http:// only for localhost, 127.0.0.0/8 or [::1]), got %q", o.Issuer)
+	} else if err := httpsOffLoopback(u); err != nil {
+		p.add("oidc.issuer", "%v", err)
+	}
+	if o.IntrospectionEndpoint != "" {
+		// Access tokens and the client's credentials go there: the issuer's rule.
+		if u, err := parseHTTPURL(o.IntrospectionEndpoint); err != nil {
+			p.add("oidc.introspection_endpoint", "%v", err)
+		} else if u.Fragment != "" || u.User != nil {
+			p.add("oidc.introspection_endpoint", "must not have a fragment or user info")
+		} else if err := httpsOffLoopback(u); err != nil {
+			p.add("oidc.introspection_endpoint", "%v", err)
+		}
 	}
 	if o.ClientID == "" {
 		p.add("oidc.client_id", "is required")
@@ -496,6 +506,17 @@ func (c *Config) Notes() []string {
 	}
 	if c.OIDC.BackchannelBaseURL != "" {
 		notes = append(notes, "oidc.backchannel_base_url is set: tokenhandler fetches discovery, tokens, keys, userinfo and revocation from "+c.OIDC.BackchannelBaseURL+" instead of the issuer's host")
+	}
+	if c.OIDC.IntrospectionEndpoint != "" {
+		jwt := false
+		for _, r := range c.Routes {
+			jwt = jwt || r.Token.EffectiveFormat() == "jwt"
+		}
+		if jwt {
+			notes = append(notes, "oidc.introspection_endpoint is set: tokenhandler introspects at "+c.OIDC.IntrospectionEndpoint+" instead of discovery's introspection_endpoint")
+		} else {
+			notes = append(notes, "oidc.introspection_endpoint is set but no route has token.format jwt: it is not used")
+		}
 	}
 	return notes
 }

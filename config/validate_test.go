@@ -278,6 +278,17 @@ func TestValidateRules(t *testing.T) {
 		{"http issuer, 127.1.2.3", func(c *Config) { c.OIDC.Issuer = "http://127.1.2.3:5556" }, ""},
 		{"http issuer, [::1]", func(c *Config) { c.OIDC.Issuer = "http://[::1]:5556" }, ""},
 		{"issuer with query", func(c *Config) { c.OIDC.Issuer = "https://idp.example.com?x=1" }, "oidc.issuer (TH_OIDC_ISSUER) must not have a query"},
+		// introspection_endpoint: tokens and client credentials go there, as to the issuer
+		{"introspection endpoint https", func(c *Config) { c.OIDC.IntrospectionEndpoint = "https://hydra-admin.internal/admin/oauth2/introspect" }, ""},
+		{"introspection endpoint http loopback", func(c *Config) { c.OIDC.IntrospectionEndpoint = "http://127.0.0.1:4445/admin/oauth2/introspect" }, ""},
+		{"introspection endpoint http off loopback", func(c *Config) { c.OIDC.IntrospectionEndpoint = "http://hydra-admin:4445/admin/oauth2/introspect" },
+			"oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) must be https://"},
+		{"introspection endpoint relative", func(c *Config) { c.OIDC.IntrospectionEndpoint = "/admin/oauth2/introspect" },
+			"oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) must be an absolute http:// or https:// URL"},
+		{"introspection endpoint with user info", func(c *Config) { c.OIDC.IntrospectionEndpoint = "https://u:p@idp.example.com/introspect" },
+			"oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) must not have a fragment or user info"},
+		{"introspection endpoint with fragment", func(c *Config) { c.OIDC.IntrospectionEndpoint = "https://idp.example.com/introspect#x" },
+			"oidc.introspection_endpoint (TH_OIDC_INTROSPECTION_ENDPOINT) must not have a fragment or user info"},
 		// auth_prefix
 		{"auth_prefix /", func(c *Config) { c.AuthPrefix = "/" }, `auth_prefix (TH_AUTH_PREFIX) must not be "/"`},
 		{"auth_prefix relative", func(c *Config) { c.AuthPrefix = "auth" }, "auth_prefix (TH_AUTH_PREFIX) must start with /"},

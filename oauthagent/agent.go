@@ -51,10 +51,20 @@ type Options struct {
 	Resources []string
 	// Signer signs the JWTs of routes with token.format jwt, jwt_from mint. nil: such
 	// routes get 502 token_unavailable.
-	Signer      *mint.Signer
-	Scopes      []string // nil: openid profile email offline_access
-	SigningAlgs []string // nil: discovery's list ∩ {RS256, ES256, PS256}
-	RedirectURL string   // public_url + auth prefix + "/callback"
+	Signer *mint.Signer
+	// IntrospectionEndpoint replaces discovery's introspection_endpoint for every
+	// introspection, used as is (BackchannelBaseURL does not rewrite it): for providers
+	// that keep introspection out of discovery, such as Ory Hydra (its admin API). The
+	// client authenticates there as at the token endpoint. "": discovery's.
+	IntrospectionEndpoint string
+	// CheckProvider, when set, is asked after every successful discovery whether the
+	// provider can serve the configuration (the routes' token policies). An error
+	// refuses the provider as the built-in checks do, with ErrProviderUnfit: Run gives
+	// up and the agent never becomes ready. nil: no such check.
+	CheckProvider func(ProviderFeatures) error
+	Scopes        []string // nil: openid profile email offline_access
+	SigningAlgs   []string // nil: discovery's list ∩ {RS256, ES256, PS256}
+	RedirectURL   string   // public_url + auth prefix + "/callback"
 	// PostLogoutRedirectURL is where the provider sends the browser after logout.
 	PostLogoutRedirectURL string
 	ErrorPath             string // where a failed callback lands with auth_error; "" means "/"
@@ -175,7 +185,8 @@ func (a *Agent) Discover(ctx context.Context) error {
 	a.provider.Store(p)
 	a.log.InfoContext(ctx, "provider discovered", "issuer", p.meta.Issuer, "id_token_algs", p.algs,
 		"revocation", p.meta.RevocationEndpoint != "", "end_session", p.meta.EndSessionEndpoint != "",
-		"iss_parameter", p.meta.AuthorizationResponseIss, "backchannel_logout", p.meta.BackchannelLogoutSupport)
+		"iss_parameter", p.meta.AuthorizationResponseIss, "backchannel_logout", p.meta.BackchannelLogoutSupport,
+		"introspection", p.meta.IntrospectionEndpoint != "")
 	return nil
 }
 

@@ -35,6 +35,7 @@ type metadata struct {
 	RequirePAR                bool     `json:"require_pushed_authorization_requests"`
 	TokenAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	DPoPSigningAlgs           []string `json:"dpop_signing_alg_values_supported"`
+	GrantTypes                []string `json:"grant_types_supported"`
 	SigningAlgs               []string `json:"id_token_signing_alg_values_supported"`
 	CodeChallengeMethods      []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIss  bool     `json:"authorization_response_iss_parameter_supported"`
@@ -63,8 +64,18 @@ var fapi2Algs = []string{oidc.PS256, oidc.ES256, oidc.EdDSA}
 
 // ErrProviderUnfit means discovery succeeded but the provider cannot serve the
 // configuration (oidc.par required without a PAR endpoint, oidc.profile fapi2 without RFC
-// 9207 iss): retrying will not help, so Run gives up with it.
+// 9207 iss, a route token policy that Options.CheckProvider refuses): retrying will not
+// help, so Run gives up with it.
 var ErrProviderUnfit = errors.New("the provider cannot serve the configuration")
+
+// ProviderFeatures is what Options.CheckProvider is told of a discovered provider.
+type ProviderFeatures struct {
+	// IntrospectionEndpoint is the endpoint introspections go to: Options'
+	// IntrospectionEndpoint when set, else discovery's ("" when neither).
+	IntrospectionEndpoint string
+	// GrantTypes is discovery's grant_types_supported (nil when absent: not known).
+	GrantTypes []string
+}
 
 // discover fetches the discovery document from the issuer (with BackchannelBaseURL set,
 // from the issuer's URL with its scheme and host replaced by the base's, and the endpoints
@@ -82,6 +93,9 @@ func discover(ctx context.Context, o *Options) (*provider, error) {
 	m, err := fetchMetadata(ctx, o, back)
 	if err != nil {
 		return nil, err
+	}
+	if o.IntrospectionEndpoint != "" {
+		m.IntrospectionEndpoint = o.IntrospectionEndpoint
 	}
 	usePAR, err := checkFit(m, o)
 	if err != nil {
@@ -167,8 +181,14 @@ func fetchMetadata(ctx context.Context, o *Options, back *url.URL) (*metadata, e
 }
 
 // checkFit refuses a provider that cannot serve the configuration (PAR, the fapi2
-// profile's RFC 9207 iss), with ErrProviderUnfit, and says whether logins use PAR.
+// profile's RFC 9207 iss, what Options.CheckProvider refuses), with ErrProviderUnfit,
+// and says whether logins use PAR.
 func checkFit(m *metadata, o *Options) (usePAR bool, err error) {
+	if o.CheckProvider != nil {
+		if err := o.CheckProvider(ProviderFeatures{IntrospectionEndpoint: m.IntrospectionEndpoint, GrantTypes: m.GrantTypes}); err != nil {
+			return false, fmt.Errorf("oauthagent: discovery: %w: %w", ErrProviderUnfit, err)
+		}
+	}
 	fapi2 := o.Profile == "fapi2"
 	usePAR = m.PAREndpoint != "" && o.PAR != "off"
 	switch {

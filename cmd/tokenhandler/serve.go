@@ -303,6 +303,12 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 		Profile:               cfg.OIDC.Profile,
 		Resources:             resources,
 		Signer:                signer,
+		IntrospectionEndpoint: cfg.OIDC.IntrospectionEndpoint,
+		// The same check as check-config's, on the discovery serve fetched: a route
+		// policy the provider cannot serve stops tokenhandler before it is ready.
+		CheckProvider: func(f oauthagent.ProviderFeatures) error {
+			return cfg.CheckProvider(config.ProviderFeatures{IntrospectionEndpoint: f.IntrospectionEndpoint, GrantTypes: f.GrantTypes})
+		},
 		Scopes:                cfg.OIDC.Scopes,
 		SigningAlgs:           cfg.OIDC.IDTokenSigningAlgs,
 		RedirectURL:           cfg.RedirectURL(),
@@ -414,7 +420,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, listeni
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// A provider that cannot serve the configuration (oidc.par required without PAR,
-	// fapi2 without RFC 9207 iss) stops tokenhandler: retrying would not help.
+	// fapi2 without RFC 9207 iss, a route token policy config.CheckProvider refuses)
+	// stops tokenhandler: retrying would not help. A provider that does not answer is
+	// retried, never a refusal.
 	unfit := make(chan error, 1)
 	go func() {
 		if err := a.agent.Run(ctx); errors.Is(err, oauthagent.ErrProviderUnfit) {

@@ -38,6 +38,8 @@ type stackOptions struct {
 	kind string
 	idp  idptest.Options
 	env  map[string]string // extra TH_* settings
+	// idpEnv, when set, gives more TH_* settings once the provider runs (its URLs).
+	idpEnv func(*idptest.Provider) map[string]string
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -69,6 +71,11 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	}
 	for k, v := range o.env {
 		env[k] = v
+	}
+	if o.idpEnv != nil {
+		for k, v := range o.idpEnv(idp) {
+			env[k] = v
+		}
 	}
 	cfg := envConfig(t, env)
 	logs := &syncBuffer{}

@@ -39,6 +39,10 @@
 //   - Access tokens: Hydra's are RS256 JWTs with "aud": [] and scp, or opaque ory_at_...
 //     with OpaqueAccessTokens; Dex's are RS256 JWTs with the ID token's claims.
 //   - Userinfo with an expired access token: Hydra 401, Dex 403.
+//   - Introspection: only Hydra has it, on its admin API (/admin/oauth2/introspect, no
+//     client authentication), not in discovery. AdminIntrospectionURL puts a counting
+//     proxy in front of it (IntrospectionCalls), for oidc.introspection_endpoint. A
+//     refresh at Hydra ignores scope and revokes the access tokens issued before it.
 //   - Only Hydra has a revocation_endpoint. Neither advertises
 //     authorization_response_iss_parameter_supported or sends iss to the callback.
 //   - RP-initiated logout ends the provider session (the next SignIn posts the form

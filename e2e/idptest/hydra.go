@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"path/filepath"
 
@@ -153,4 +154,48 @@ func (p *Provider) createHydraClient(ctx context.Context) error {
 		return fmt.Errorf("create hydra client: got client_id %q, want %q", created.ClientID, p.ClientID)
 	}
 	return nil
+}
+
+// hydraIntrospectPath is the RFC 7662 endpoint of Hydra's admin API; Hydra's discovery
+// does not name it.
+const hydraIntrospectPath = "/admin/oauth2/introspect"
+
+// adminProxy forwards to Hydra's admin listener (wherever the current process has it),
+// counting requests by path under "admin " + path, and refuses while the provider is
+// down, as the front does.
+func (p *Provider) adminProxy() http.Handler {
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pr.In.Context().Value(backendKey{}).(*url.URL))
+		},
+		Transport:    p.transport,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
+		ErrorLog:     discardLog,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.callsMu.Lock()
+		p.calls["admin "+r.URL.Path]++
+		p.callsMu.Unlock()
+		if p.down.Load() {
+			refuse(w)
+			return
+		}
+		admin, err := url.Parse(p.admin())
+		if err != nil || admin.Host == "" {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), backendKey{}, admin)))
+	})
+}
+
+// AdminIntrospectionURL is Hydra's RFC 7662 introspection endpoint on its admin API,
+// behind a counting proxy (IntrospectionCalls) whose URL survives Restart: what
+// tokenhandler's oidc.introspection_endpoint names for Hydra. The admin API asks for no
+// client authentication. "" for the other kinds, whose introspection is in discovery.
+func (p *Provider) AdminIntrospectionURL() string {
+	if p.adminFront == nil {
+		return ""
+	}
+	return p.adminFront.URL + hydraIntrospectPath
 }

@@ -265,10 +265,15 @@ func (p *Provider) TokenExchangeCalls() int64 { return p.GrantCalls(GrantTokenEx
 // through the front (oidc-provider only; 0 elsewhere).
 func (p *Provider) PARCalls() int64 { return p.pathCalls(p.paths.par) }
 
-// IntrospectionCalls returns how many requests reached the introspection endpoint
-// through the front (oidc-provider only; Hydra's is on its admin listener). The
-// harness's own Introspect calls are not counted.
-func (p *Provider) IntrospectionCalls() int64 { return p.pathCalls(p.paths.introspection) }
+// IntrospectionCalls returns how many requests reached the introspection endpoint:
+// oidc-provider's through the front, Hydra's admin one through AdminIntrospectionURL's
+// proxy; 0 at Dex. The harness's own Introspect calls are not counted.
+func (p *Provider) IntrospectionCalls() int64 {
+	if p.Kind == KindHydra {
+		return p.Calls("admin " + hydraIntrospectPath)
+	}
+	return p.pathCalls(p.paths.introspection)
+}
 
 // RevocationCalls returns how many requests reached the revocation endpoint through
 // the front (Hydra and oidc-provider; Dex has none).
@@ -314,7 +319,7 @@ func (p *Provider) pathCalls(path string) int64 {
 	return p.Calls(path)
 }
 
-// Introspection is an RFC 7662 introspection response of oidc-provider.
+// Introspection is an RFC 7662 introspection response of oidc-provider or Hydra.
 type Introspection struct {
 	Active    bool   `json:"active"`
 	Subject   string `json:"sub"`
@@ -335,9 +340,9 @@ type Introspection struct {
 	Raw map[string]any `json:"-"`
 }
 
-// Introspect asks the provider (oidc-provider only) about token, as a resource server
-// would, with a client of the harness's own, past the front proxy (not counted). An
-// unknown, expired or revoked token gives Active false.
+// Introspect asks the provider about token, as a resource server would, past the front
+// proxies (not counted): oidc-provider with a client of the harness's own, Hydra at its
+// admin API. An unknown, expired or revoked token gives Active false.
 func (p *Provider) Introspect(t testing.TB, token string) Introspection {
 	t.Helper()
 	body, _ := p.introspect(t, token, "application/json")
@@ -371,17 +376,25 @@ func (p *Provider) IntrospectJWT(t testing.TB, token string) (jwt, contentType s
 
 func (p *Provider) introspect(t testing.TB, token, accept string) ([]byte, string) {
 	t.Helper()
-	if p.Kind != KindOIDCProvider {
-		t.Fatalf("idptest: Introspect: only oidc-provider, not %s", p.Kind)
-	}
 	form := url.Values{"token": {token}}
-	req, err := p.backendRequest(t.Context(), http.MethodPost, pathsOf[KindOIDCProvider].introspection, strings.NewReader(form.Encode()))
+	var req *http.Request
+	var err error
+	switch {
+	case p.Kind == KindOIDCProvider:
+		req, err = p.backendRequest(t.Context(), http.MethodPost, pathsOf[KindOIDCProvider].introspection, strings.NewReader(form.Encode()))
+		if err == nil {
+			req.SetBasicAuth(introspectorID, p.introspector)
+		}
+	case p.Kind == KindHydra && accept == "application/json":
+		req, err = http.NewRequestWithContext(t.Context(), http.MethodPost, p.admin()+hydraIntrospectPath, strings.NewReader(form.Encode()))
+	default:
+		t.Fatalf("idptest: Introspect: only oidc-provider and Hydra (JSON), not %s with %s", p.Kind, accept)
+	}
 	if err != nil {
 		t.Fatalf("idptest: introspect: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", accept)
-	req.SetBasicAuth(introspectorID, p.introspector)
 	resp, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatalf("idptest: introspect: %v", err)

@@ -186,10 +186,13 @@ type Provider struct {
 	tokenPath string // path of the token endpoint at the front
 	paths     endpointPaths
 
-	front     *httptest.Server // the front proxy; its URL is the issuer
-	login     *httptest.Server // Hydra's login, consent and logout app (testbench.HydraLogin)
-	proxy     *httputil.ReverseProxy
-	transport *http.Transport // front proxy -> provider
+	front *httptest.Server // the front proxy; its URL is the issuer
+	login *httptest.Server // Hydra's login, consent and logout app (testbench.HydraLogin)
+	// adminFront is Hydra's counting proxy in front of its admin listener, for
+	// AdminIntrospectionURL: its URL stays across Restart.
+	adminFront *httptest.Server
+	proxy      *httputil.ReverseProxy
+	transport  *http.Transport // front proxy -> provider
 
 	down         atomic.Bool
 	tokenDelay   atomic.Int64 // time.Duration
@@ -267,6 +270,7 @@ func Start(t testing.TB, kind string, opts Options) *Provider {
 			Subject: p.Subject, Name: p.Name, Email: p.Email,
 		}
 		p.login = httptest.NewServer(login.Handler())
+		p.adminFront = httptest.NewServer(p.adminProxy())
 	case KindDex:
 		p.Issuer = p.front.URL + "/dex"
 		p.tokenPath = "/dex/token"
@@ -473,6 +477,9 @@ func (p *Provider) cleanup(t testing.TB) {
 	p.front.Close()
 	if p.login != nil {
 		p.login.Close()
+	}
+	if p.adminFront != nil {
+		p.adminFront.Close()
 	}
 	p.transport.CloseIdleConnections()
 	if !t.Failed() {
