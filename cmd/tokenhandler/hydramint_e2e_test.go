@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokenhandler/tokenhandler/e2e/idptest"
-	"github.com/tokenhandler/tokenhandler/mint"
 )
 
 // ordersAudience is the aud of the JWTs minted for the route /minted/ at Hydra.
@@ -31,14 +28,7 @@ func hydraMintStack(t *testing.T) (*stack, *upstream) {
 		{"path": "/api/", "upstream": api.srv.URL},
 		{"path": "/minted/", "upstream": api.srv.URL, "token": map[string]any{"format": "jwt", "jwt_from": "mint", "audience": []string{ordersAudience}}},
 	})
-	keyPEM, err := mint.GenerateKey("ec")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signing.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := signingKeyFile(t, "ec")
 	s := startStack(t, stackOptions{
 		kind: idptest.KindHydra,
 		// The access token outlives no minted JWT's cap: exp must be the token's own.
@@ -268,14 +258,7 @@ func TestHydraRefreshMint(t *testing.T) {
 		{"path": "/api/", "upstream": api.srv.URL},
 		{"path": "/r/", "upstream": api.srv.URL, "token": map[string]any{"via": "refresh", "scope": "openid offline_access", "format": "jwt"}},
 	})
-	keyPEM, err := mint.GenerateKey("ed25519")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signing.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := signingKeyFile(t, "ed25519")
 	s := startStack(t, stackOptions{
 		kind: idptest.KindHydra,
 		idp:  idptest.Options{OpaqueAccessTokens: true, AccessTokenTTL: 5 * time.Minute},

@@ -39,14 +39,7 @@ func routeTokenStack(t *testing.T) (*stack, *upstream) {
 		{"path": "/badscope/", "upstream": api.srv.URL, "token": map[string]any{"via": "refresh", "scope": "reports:read"}},
 	}
 	rj, _ := json.Marshal(routes)
-	keyPEM, err := mint.GenerateKey("ec")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signing.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := signingKeyFile(t, "ec")
 	s := startStack(t, stackOptions{
 		kind: idptest.KindOIDCProvider,
 		idp: idptest.Options{
@@ -64,6 +57,21 @@ func routeTokenStack(t *testing.T) (*stack, *upstream) {
 		},
 	})
 	return s, api
+}
+
+// signingKeyFile writes a new token_signing key of kind ("ec" or "ed25519") to a file
+// and returns its path.
+func signingKeyFile(t testing.TB, kind string) string {
+	t.Helper()
+	keyPEM, err := mint.GenerateKey(kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
 }
 
 // bearerOf returns the token of the last request the upstream saw on path.
@@ -400,14 +408,7 @@ func TestRouteTokenInvalidGrant(t *testing.T) {
 // every request carries the same derived token.
 func TestReplicasDeriveOnce(t *testing.T) {
 	api := newUpstream(t)
-	keyPEM, err := mint.GenerateKey("ec")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signing.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := signingKeyFile(t, "ec")
 	routes, _ := json.Marshal([]map[string]any{
 		{"path": "/reports/", "upstream": api.srv.URL, "token": map[string]any{"via": "exchange", "audience": []string{"reports"}}},
 		{"path": "/minted/", "upstream": api.srv.URL, "token": map[string]any{"format": "jwt"}},
