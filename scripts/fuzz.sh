@@ -79,6 +79,7 @@ fi
 echo "fuzz.sh: ${#targets[@]} targets in ${budget}s, $parallel workers each" >&2
 
 failed=()
+flaked=()
 start=$SECONDS
 left=${#targets[@]}
 for t in "${targets[@]}"; do
@@ -95,11 +96,26 @@ for t in "${targets[@]}"; do
 	# fuzzing meanwhile: a fifth of the share is enough (a failing input is kept anyway).
 	minimize=$((per / 5))
 	((minimize >= 1)) || minimize=1
+	out="$(mktemp)"
 	if go test -run='^$' -fuzz="^${name}\$" -fuzztime="${per}s" -fuzzminimizetime="${minimize}s" \
-		-parallel="$parallel" "$rel" >&2; then
+		-parallel="$parallel" "$rel" 2>&1 | tee "$out" >&2; then
+		rm -f "$out"
 		echo "    ok in $((SECONDS - t0)) s" >&2
 		continue
 	fi
+	# Go before 1.27 can end a -fuzztime run with a bare "context deadline exceeded"
+	# when a worker is still busy as the time runs out (golang/go#75804, a race in the
+	# fuzzing coordinator; likelier on a loaded machine). That is no finding: a finding
+	# writes its input. Such a run counts as passed once the target's whole corpus,
+	# replayed deterministically, passes too; anything else is a failure.
+	if grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written' "$out" &&
+		go test -run="^${name}\$" "$rel" >/dev/null 2>&1; then
+		rm -f "$out"
+		flaked+=("$rel $name")
+		echo "    ok in $((SECONDS - t0)) s (the run ended with golang/go#75804's spurious deadline error; no input was written and the corpus replays clean)" >&2
+		continue
+	fi
+	rm -f "$out"
 	failed+=("$rel $name")
 	echo "fuzz.sh: FAILED: $rel $name" >&2
 	# The input go test kept: print it, so a CI log is enough to reproduce.
@@ -120,3 +136,7 @@ if ((${#failed[@]} > 0)); then
 	exit 1
 fi
 echo "fuzz.sh: all ${#targets[@]} fuzz targets passed in $((SECONDS - start)) s" >&2
+if ((${#flaked[@]} > 0)); then
+	echo "fuzz.sh: of which ${#flaked[@]} ended with golang/go#75804's spurious deadline error (nothing found):" >&2
+	printf '    %s\n' "${flaked[@]}" >&2
+fi
