@@ -45,6 +45,15 @@ type RouteToken struct {
 	DPoP *bool `yaml:"dpop" json:"dpop"`
 }
 
+// EffectiveDPoP reports whether the route's derived token is DPoP-bound: DPoP, else
+// oidc.dpop (oidcDPoP).
+func (t RouteToken) EffectiveDPoP(oidcDPoP bool) bool {
+	if t.DPoP != nil {
+		return *t.DPoP
+	}
+	return oidcDPoP
+}
+
 // EffectiveVia returns Via with its default filled in.
 func (t RouteToken) EffectiveVia() string { return cmpOr(t.Via, "session") }
 
@@ -155,15 +164,7 @@ func (c *Config) validateTokens(p *problems) {
 			}
 		}
 		mints = mints || mintsHere
-		// A derived token is sent as Bearer: with DPoP on, its derivation would carry a
-		// proof and the provider bind it, and a bound token is never sent as Bearer. Until
-		// derived tokens are sent with proofs (token.dpop), the two are refused together.
-		switch {
-		case t.Derives() && c.OIDC.DPoP:
-			p.addIndexed("routes", i, "token", "derives a token, which is not supported with oidc.dpop: true yet (a derived token would be DPoP-bound and is sent as Bearer)")
-		case t.DPoP != nil && *t.DPoP:
-			p.addIndexed("routes", i, "token.dpop", "true is not supported yet: derived tokens are sent as Bearer")
-		}
+		c.validateTokenDPoP(p, i, t)
 	}
 	if mints && len(c.TokenSigning.Keys) == 0 {
 		p.add("token_signing.keys", "is required: a route has token.format jwt with jwt_from mint")
@@ -178,6 +179,39 @@ func (c *Config) validateTokens(p *problems) {
 	if c.TokenSigning.TTL <= 0 {
 		p.add("token_signing.ttl", "must be a positive duration, got %v", c.TokenSigning.TTL)
 	}
+}
+
+// validateTokenDPoP checks routes[i].token.dpop against the route's policy.
+func (c *Config) validateTokenDPoP(p *problems, i int, t RouteToken) {
+	switch {
+	case !t.Derives():
+		// The session's token goes as it is: bound exactly when oidc.dpop binds it.
+		if t.DPoP != nil && *t.DPoP != c.OIDC.DPoP {
+			p.addIndexed("routes", i, "token.dpop", "is %v, but the route derives no token: it gets the session's token as issued, which oidc.dpop (%v) binds or not", *t.DPoP, c.OIDC.DPoP)
+		}
+	case t.EffectiveFormat() == "jwt" && t.EffectiveDPoP(c.OIDC.DPoP):
+		// A JWT tokenhandler mints, or the provider's signed introspection response, is
+		// not a token the provider issued to a DPoP key: it is always a bearer token.
+		what := "is true"
+		if t.DPoP == nil {
+			what = "is true (oidc.dpop's default)"
+		}
+		p.addIndexed("routes", i, "token.dpop", "%s, but token.format jwt yields a bearer token (a minted JWT or a signed introspection response cannot be DPoP-bound): set token.dpop: false", what)
+	}
+}
+
+// DPoPKeyNeeded reports whether start-up needs a DPoP key: oidc.dpop, or a route whose
+// derived token is DPoP-bound (token.dpop: true).
+func (c *Config) DPoPKeyNeeded() bool {
+	if c.OIDC.DPoP {
+		return true
+	}
+	for _, r := range c.Routes {
+		if r.Token.Derives() && r.Token.EffectiveDPoP(false) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseAbsoluteURI returns s if it is an absolute URI (a scheme) without a fragment.
@@ -226,8 +260,17 @@ func (c *Config) CheckProvider(f ProviderFeatures) error {
 func (c *Config) TokenNotes() []string {
 	var notes []string
 	for i, r := range c.Routes {
-		if r.Token.Derives() {
-			notes = append(notes, fmt.Sprintf("routes[%d] %s gets %s", i, r.Path, r.Token.Describe()))
+		t := r.Token
+		if !t.Derives() {
+			continue
+		}
+		bind := ", sent as Bearer"
+		if t.EffectiveDPoP(c.OIDC.DPoP) {
+			bind = ", DPoP-bound (sent as DPoP with a proof)"
+		}
+		notes = append(notes, fmt.Sprintf("routes[%d] %s gets %s%s", i, r.Path, t.Describe(), bind))
+		if t.EffectiveVia() == "exchange" && c.OIDC.DPoP && !t.EffectiveDPoP(true) {
+			notes = append(notes, fmt.Sprintf("routes[%d] %s exchanges the session's DPoP-bound token without a proof (token.dpop: false): a provider that asks for the subject token's proof refuses the exchange (invalid_grant), which ends the session", i, r.Path))
 		}
 	}
 	return notes

@@ -151,25 +151,78 @@ func TestCheckProvider(t *testing.T) {
 	}
 }
 
-// Derived tokens are sent as Bearer: with DPoP on they are refused, naming the route.
-func TestRouteTokensRefusedWithDPoP(t *testing.T) {
-	c := validConfig()
-	c.OIDC.DPoP = true
-	c.Routes[0].Token = RouteToken{Via: "exchange", Audience: []string{"reports"}}
-	got := joined(c.Validate())
-	if !slices.ContainsFunc(got, func(s string) bool {
-		return strings.Contains(s, "routes[0].token (TH_ROUTES) derives a token, which is not supported with oidc.dpop: true yet")
-	}) {
-		t.Errorf("Validate() = %q, want routes[0].token refused with oidc.dpop", got)
+// token.dpop (DESIGN "Sender-constrained tokens"): a derived token is bound by default
+// when oidc.dpop is, either way on request, except a format jwt token, which is a bearer
+// token whatever the provider does: true (said or by default) is refused with the advice
+// to say false. A route that derives nothing cannot change how the session's token is
+// bound.
+func TestValidateRouteTokenDPoP(t *testing.T) {
+	yes, no := true, false
+	tests := []struct {
+		name     string
+		oidcDPoP bool
+		token    RouteToken
+		want     string // the one problem's prefix; "": valid
+		needsKey bool
+	}{
+		{name: "refresh, bound by oidc.dpop", oidcDPoP: true, token: RouteToken{Via: "refresh", Resource: []string{"https://o/"}}, needsKey: true},
+		{name: "exchange, bound by oidc.dpop", oidcDPoP: true, token: RouteToken{Via: "exchange", Audience: []string{"o"}}, needsKey: true},
+		{name: "refresh, unbound with oidc.dpop", oidcDPoP: true, token: RouteToken{Via: "refresh", Scope: "o", DPoP: &no}, needsKey: true},
+		{name: "refresh, bound without oidc.dpop", token: RouteToken{Via: "refresh", Scope: "o", DPoP: &yes}, needsKey: true},
+		{name: "exchange, unbound, oidc.dpop off", token: RouteToken{Via: "exchange", Audience: []string{"o"}, DPoP: &no}},
+		{name: "phantom token, dpop false", oidcDPoP: true, token: RouteToken{Format: "jwt", JWTFrom: "introspection", DPoP: &no}, needsKey: true},
+		{name: "phantom token, dpop by default", oidcDPoP: true, token: RouteToken{Format: "jwt", JWTFrom: "introspection"}, needsKey: true,
+			want: "routes[0].token.dpop (TH_ROUTES) is true (oidc.dpop's default), but token.format jwt yields a bearer token (a minted JWT or a signed introspection response cannot be DPoP-bound): set token.dpop: false"},
+		{name: "jwt via exchange, dpop true", token: RouteToken{Via: "exchange", Audience: []string{"o"}, Format: "jwt", JWTFrom: "introspection", DPoP: &yes}, needsKey: true,
+			want: "routes[0].token.dpop (TH_ROUTES) is true, but token.format jwt yields a bearer token"},
+		{name: "session token, dpop as oidc.dpop", oidcDPoP: true, token: RouteToken{DPoP: &yes}, needsKey: true},
+		{name: "session token, dpop false with oidc.dpop", oidcDPoP: true, token: RouteToken{DPoP: &no}, needsKey: true,
+			want: "routes[0].token.dpop (TH_ROUTES) is false, but the route derives no token"},
+		{name: "session token, dpop true without oidc.dpop", token: RouteToken{DPoP: &yes},
+			want: "routes[0].token.dpop (TH_ROUTES) is true, but the route derives no token"},
 	}
-	yes := true
-	c = validConfig()
-	c.Routes[0].Token = RouteToken{Via: "exchange", Audience: []string{"reports"}, DPoP: &yes}
-	got = joined(c.Validate())
-	if !slices.ContainsFunc(got, func(s string) bool {
-		return strings.Contains(s, "routes[0].token.dpop (TH_ROUTES) true is not supported yet")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tokenConfig(t, Route{Path: "/api/", Token: tc.token})
+			c.OIDC.DPoP = tc.oidcDPoP
+			got := joined(c.Validate())
+			for _, g := range got {
+				if strings.Contains(g, "not supported") {
+					t.Errorf("Validate() still refuses as unsupported: %q", g)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) != 0:
+				t.Errorf("Validate() = %q, want valid", got)
+			case tc.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.want)):
+				t.Errorf("Validate() = %q, want one problem %q", got, tc.want)
+			}
+			if k := c.DPoPKeyNeeded(); k != tc.needsKey {
+				t.Errorf("DPoPKeyNeeded() = %v, want %v", k, tc.needsKey)
+			}
+		})
+	}
+}
+
+// check-config says which derived tokens are bound, and warns about an unbound exchange
+// of a bound session token, and about a generated key for a bound route.
+func TestRouteTokenDPoPNotes(t *testing.T) {
+	no, yes := false, true
+	c := tokenConfig(t,
+		Route{Path: "/a/", Token: RouteToken{Via: "exchange", Audience: []string{"a"}}},
+		Route{Path: "/b/", Token: RouteToken{Via: "exchange", Audience: []string{"b"}, DPoP: &no}},
+	)
+	c.OIDC.DPoP = true
+	notes := c.TokenNotes()
+	if len(notes) != 3 || !strings.HasSuffix(notes[0], ", DPoP-bound (sent as DPoP with a proof)") ||
+		!strings.HasSuffix(notes[1], ", sent as Bearer") || !strings.Contains(notes[2], "routes[1] /b/ exchanges the session's DPoP-bound token without a proof") {
+		t.Errorf("TokenNotes() = %q", notes)
+	}
+	c = tokenConfig(t, Route{Path: "/a/", Token: RouteToken{Via: "refresh", Scope: "a", DPoP: &yes}})
+	if !slices.ContainsFunc(c.Notes(), func(s string) bool {
+		return strings.HasPrefix(s, "a route's token.dpop is true and dpop.key_file is empty")
 	}) {
-		t.Errorf("Validate() = %q, want routes[0].token.dpop refused", got)
+		t.Errorf("Notes() = %q, want the generated-key note", c.Notes())
 	}
 }
 

@@ -501,8 +501,12 @@ func (c *Config) Notes() []string {
 	if len(c.OIDC.IDTokenSigningAlgs) == 0 {
 		notes = append(notes, "oidc.id_token_signing_algs is empty: the provider's advertised algorithms among RS256, ES256, PS256 are accepted")
 	}
-	if c.OIDC.DPoP && c.DPoP.KeyFile == "" {
+	switch {
+	case c.DPoP.KeyFile != "":
+	case c.OIDC.DPoP:
 		notes = append(notes, "oidc.dpop is true and dpop.key_file is empty: a DPoP key is generated at start, fit for one replica only (a restart ends every session)")
+	case c.DPoPKeyNeeded():
+		notes = append(notes, "a route's token.dpop is true and dpop.key_file is empty: a DPoP key is generated at start, fit for one replica only")
 	}
 	if c.OIDC.BackchannelBaseURL != "" {
 		notes = append(notes, "oidc.backchannel_base_url is set: tokenhandler fetches discovery, tokens, keys, userinfo and revocation from "+c.OIDC.BackchannelBaseURL+" instead of the issuer's host")

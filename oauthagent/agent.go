@@ -40,8 +40,13 @@ type Options struct {
 	// ErrProviderUnfit) or "off".
 	PAR string
 	// DPoP, when set, puts a DPoP proof (RFC 9449) on every token, PAR and revocation
-	// request, and the session's tokens become DPoP-bound. nil: bearer tokens.
+	// request (but the token call of a derivation whose policy asks for an unbound
+	// token), and the session's tokens become DPoP-bound. nil: bearer tokens.
 	DPoP *dpop.Proofer
+	// RouteDPoP makes the proofs of the derivations whose policy asks for a DPoP-bound
+	// token (token.dpop: true) when DPoP is nil (oidc.dpop off). nil: DPoP. A derivation
+	// whose policy asks for an unbound token carries no proof, whatever DPoP is.
+	RouteDPoP *dpop.Proofer
 	// Profile "fapi2": PAR is required, discovery must advertise RFC 9207 iss, and the
 	// default ID-token algorithms are PS256, ES256 and EdDSA. "": none.
 	Profile string

@@ -2,6 +2,7 @@ package oauthagent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,7 +30,8 @@ const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 //     secret, in the form or in Basic, is removed: with this method none is ever sent;
 //   - DPoP: a fresh proof (with the provider's latest nonce) in the DPoP header of token,
 //     PAR and revocation requests; a 400 use_dpop_nonce with a DPoP-Nonce is retried
-//     once with that nonce, under a new assertion and proof.
+//     once with that nonce, under a new assertion and proof. The proofer is
+//     Options.DPoP, or a derivation's own choice (withProofer: its policy's token.dpop).
 //
 // Other requests (discovery, keys, userinfo) pass through untouched.
 type providerTransport struct {
@@ -46,7 +48,8 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return t.base.RoundTrip(req)
 	}
 	kind := p.endpointKind(req.URL)
-	if kind == "" || (t.a.opts.ClientKey == nil && t.a.opts.DPoP == nil) {
+	proofer := t.a.prooferFor(req.Context())
+	if kind == "" || (t.a.opts.ClientKey == nil && proofer == nil) {
 		return t.base.RoundTrip(req)
 	}
 	raw, err := io.ReadAll(io.LimitReader(req.Body, maxFormBody))
@@ -58,10 +61,13 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err != nil {
 		return nil, fmt.Errorf("oauthagent: %s request: %w", kind, err)
 	}
-	useDPoP := t.a.opts.DPoP != nil && kind != "introspection"
+	if kind == "introspection" {
+		proofer = nil
+	}
+	useDPoP := proofer != nil
 	origin := dpop.Origin(req.URL)
 	for attempt := 0; ; attempt++ {
-		out, err := t.authenticated(req, p, form, useDPoP, t.a.nonces.Get(origin))
+		out, err := t.authenticated(req, p, form, proofer, t.a.nonces.Get(origin))
 		if err != nil {
 			return nil, err
 		}
@@ -92,8 +98,8 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // authenticated returns a copy of req carrying form with the client assertion and the
-// DPoP proof added.
-func (t *providerTransport) authenticated(req *http.Request, p *provider, form url.Values, useDPoP bool, nonce string) (*http.Request, error) {
+// DPoP proof of proofer (nil: none) added.
+func (t *providerTransport) authenticated(req *http.Request, p *provider, form url.Values, proofer *dpop.Proofer, nonce string) (*http.Request, error) {
 	out := req.Clone(req.Context())
 	if k := t.a.opts.ClientKey; k != nil {
 		assertion, err := t.assertion(k, p)
@@ -116,14 +122,33 @@ func (t *providerTransport) authenticated(req *http.Request, p *provider, form u
 	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(enc)), nil }
 	out.ContentLength = int64(len(enc))
 	out.Header.Set("Content-Length", strconv.Itoa(len(enc)))
-	if useDPoP {
-		proof, err := t.a.opts.DPoP.Proof(http.MethodPost, dpop.HTU(req.URL), "", nonce)
+	if proofer != nil {
+		proof, err := proofer.Proof(http.MethodPost, dpop.HTU(req.URL), "", nonce)
 		if err != nil {
 			return nil, fmt.Errorf("oauthagent: %w", err)
 		}
 		out.Header.Set(dpop.Header, proof)
 	}
 	return out, nil
+}
+
+// prooferKey is the context key of a token call's own choice of DPoP proofer.
+type prooferKey struct{}
+
+// withProofer returns ctx under which the calls to the provider's client-authenticating
+// endpoints prove possession of proofer's key (nil: carry no proof) instead of
+// Options.DPoP's: a derivation's token call follows its policy's token.dpop.
+func withProofer(ctx context.Context, proofer *dpop.Proofer) context.Context {
+	return context.WithValue(ctx, prooferKey{}, proofer)
+}
+
+// prooferFor is the proofer of the provider calls made under ctx: withProofer's, else
+// Options.DPoP.
+func (a *Agent) prooferFor(ctx context.Context) *dpop.Proofer {
+	if p, ok := ctx.Value(prooferKey{}).(*dpop.Proofer); ok {
+		return p
+	}
+	return a.opts.DPoP
 }
 
 // assertion is an RFC 7523 client assertion: iss = sub = client_id, aud = the issuer, a

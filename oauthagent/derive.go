@@ -1,6 +1,7 @@
 package oauthagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
 	"github.com/tokenhandler/tokenhandler/session"
 )
 
@@ -21,8 +23,9 @@ const (
 )
 
 // RouteToken returns the Authorization value of the token policy p asks for the session
-// s: from the coordinator's cache of derived tokens, or from one derivation per (session,
-// policy) at a time. via refresh spends the session's refresh token through the refresh
+// s ("Bearer " + token, or "DPoP " + token for a token the provider bound to the DPoP key
+// because p.DPoP asked it to: its user adds a proof): from the coordinator's cache of
+// derived tokens, or from one derivation per (session, policy) at a time. via refresh spends the session's refresh token through the refresh
 // machinery (the coordinator's flight, lease and grace entry) and renew, which stores the
 // rotated refresh token; via exchange makes an RFC 8693 token exchange with s's access
 // token as subject_token and leaves the session untouched. skew is session.refresh_skew.
@@ -34,8 +37,8 @@ const (
 func (r *Refresher) RouteToken(ctx context.Context, s *session.Session, p *session.TokenPolicy, skew time.Duration, renew session.Renewer) (header string, hit bool, err error) {
 	return r.coord.Derived(ctx, s.AccessToken, p, skew, s.AccessExpiry, func(ctx context.Context) (*session.DerivedToken, error) {
 		under, err := r.underlying(ctx, s, p, renew)
-		if err != nil || p.Format != "jwt" || isJWS(under.Token) {
-			return under, err // a JWT already is one: sent as issued
+		if err != nil || p.Format != "jwt" || isJWS(under.Token) && !session.IsDPoP(under.Type) {
+			return under, err // a JWT already is one: sent as issued (a bound one is not a bearer JWT)
 		}
 		return r.toJWT(ctx, under, p)
 	})
@@ -56,7 +59,7 @@ func (r *Refresher) underlying(ctx context.Context, s *session.Session, p *sessi
 		})
 		return dt, err
 	default:
-		return &session.DerivedToken{Token: s.AccessToken, Issued: s.AccessIssued, Expiry: s.AccessExpiry}, nil
+		return &session.DerivedToken{Token: s.AccessToken, Issued: s.AccessIssued, Expiry: s.AccessExpiry, Type: s.TokenType}, nil
 	}
 }
 
@@ -97,9 +100,10 @@ func (r *Refresher) refreshFor(ctx context.Context, s *session.Session, p *sessi
 		ns.RefreshToken = toks.RefreshToken
 		switch toks.For {
 		case p.Key():
-			return &ns, &session.DerivedToken{Token: toks.AccessToken, Issued: toks.AccessIssued, Expiry: toks.AccessExpiry}, nil
+			return &ns, &session.DerivedToken{Token: toks.AccessToken, Issued: toks.AccessIssued, Expiry: toks.AccessExpiry, Type: toks.TokenType}, nil
 		case "":
 			ns.AccessToken, ns.AccessIssued, ns.AccessExpiry = toks.AccessToken, toks.AccessIssued, toks.AccessExpiry
+			ns.TokenType = toks.TokenType
 			if toks.IDToken != "" {
 				ns.IDToken = toks.IDToken
 			}
@@ -109,9 +113,15 @@ func (r *Refresher) refreshFor(ctx context.Context, s *session.Session, p *sessi
 	return nil, nil, fmt.Errorf("oauthagent: derive: %w: the refresh token kept being spent for other purposes", session.ErrIdPUnavailable)
 }
 
-// spendFor is the one token-endpoint call of a refresh derivation.
+// spendFor is the one token-endpoint call of a refresh derivation, with a DPoP proof
+// exactly when p asks for a bound token (a confidential client's refresh token is not
+// bound, RFC 9449 §5, so it may be spent without one).
 func (r *Refresher) spendFor(ctx context.Context, prov *provider, refreshToken string, p *session.TokenPolicy) (*session.Tokens, error) {
 	a := r.agent
+	ctx, err := r.proving(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	params := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
 	if len(p.Resource) > 0 {
 		params["resource"] = p.Resource
@@ -122,6 +132,7 @@ func (r *Refresher) spendFor(ctx context.Context, prov *provider, refreshToken s
 	}
 	return &session.Tokens{
 		AccessToken:  tok.AccessToken,
+		TokenType:    a.tokenType(ctx, tok),
 		AccessIssued: a.now(),
 		AccessExpiry: accessExpiry(tok),
 		RefreshToken: tok.RefreshToken,
@@ -129,12 +140,17 @@ func (r *Refresher) spendFor(ctx context.Context, prov *provider, refreshToken s
 	}, nil
 }
 
-// exchange is the one token-endpoint call of an RFC 8693 derivation.
+// exchange is the one token-endpoint call of an RFC 8693 derivation, with a DPoP proof
+// exactly when p asks for a bound token.
 func (r *Refresher) exchange(ctx context.Context, s *session.Session, p *session.TokenPolicy) (*session.DerivedToken, error) {
 	a := r.agent
 	prov, err := a.ready()
 	if err != nil {
 		return nil, fmt.Errorf("oauthagent: exchange: %w: %w", session.ErrIdPUnavailable, err)
+	}
+	ctx, err = r.proving(ctx, p)
+	if err != nil {
+		return nil, err
 	}
 	params := url.Values{
 		"grant_type":         {grantTokenExchange},
@@ -151,7 +167,21 @@ func (r *Refresher) exchange(ctx context.Context, s *session.Session, p *session
 	if err != nil {
 		return nil, classifyDeriveError(ctx, a, "exchange", err)
 	}
-	return &session.DerivedToken{Token: tok.AccessToken, Issued: a.now(), Expiry: accessExpiry(tok)}, nil
+	return &session.DerivedToken{Token: tok.AccessToken, Issued: a.now(), Expiry: accessExpiry(tok), Type: a.tokenType(ctx, tok)}, nil
+}
+
+// proving returns ctx under which a derivation's token call for p carries a DPoP proof
+// exactly when p asks for a bound token (token.dpop), made with the DPoP key.
+func (r *Refresher) proving(ctx context.Context, p *session.TokenPolicy) (context.Context, error) {
+	if !p.DPoP {
+		return withProofer(ctx, nil), nil
+	}
+	o := r.agent.opts
+	proofer := cmp.Or(o.DPoP, o.RouteDPoP)
+	if proofer == nil {
+		return nil, fmt.Errorf("oauthagent: derive: %w: the route's token.dpop asks for a bound token, and there is no DPoP key", session.ErrTokenUnavailable)
+	}
+	return withProofer(ctx, proofer), nil
 }
 
 // tokenCall is a token-endpoint request of any grant with the agent's client: the same
@@ -177,6 +207,10 @@ func classifyDeriveError(ctx context.Context, a *Agent, via string, err error) e
 	if errors.As(err, &rerr) && rerr.Response != nil && rerr.Response.StatusCode/100 == 4 && rerr.ErrorCode != "" {
 		code := rerr.ErrorCode
 		switch {
+		case code == dpop.ErrUseNonce || code == "invalid_dpop_proof":
+			// Our proof was refused (a nonce asked for again after the one retry): the
+			// grant was not judged, so the session stays (as for a refresh).
+			return fmt.Errorf("oauthagent: derive via %s: %w: %s", via, session.ErrIdPUnavailable, code)
 		case code == "invalid_client":
 			a.log.ErrorContext(ctx, "the provider refused tokenhandler's client credentials (invalid_client): check oidc.client_id and oidc.client_secret", "via", via)
 			return fmt.Errorf("oauthagent: derive via %s: %w: invalid_client", via, session.ErrIdPUnavailable)

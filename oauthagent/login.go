@@ -366,15 +366,16 @@ func (a *Agent) addUserinfo(ctx context.Context, p *provider, s *session.Session
 	return nil
 }
 
-// tokenType is the session's TokenType for tok: "DPoP" when the provider bound it, ""
-// for a bearer token. A provider that answers a DPoP-proved request with a bearer token
-// did not bind it: the token is used as what it is, Bearer, and that is logged.
+// tokenType is the TokenType for tok, the answer to a token request made under ctx:
+// "DPoP" when the provider bound it, "" for a bearer token. A provider that answers a
+// DPoP-proved request (oidc.dpop, or a route's token.dpop) with a bearer token did not
+// bind it: the token is used as what it is, Bearer, and that is logged.
 func (a *Agent) tokenType(ctx context.Context, tok *oauth2.Token) string {
 	if session.IsDPoP(tok.TokenType) {
 		return "DPoP"
 	}
-	if a.opts.DPoP != nil {
-		a.log.WarnContext(ctx, "oidc.dpop is on but the provider issued a bearer token: it is not sender-constrained", "token_type", tok.TokenType)
+	if a.prooferFor(ctx) != nil {
+		a.log.WarnContext(ctx, "a DPoP proof was sent but the provider issued a bearer token: it is not sender-constrained", "token_type", tok.TokenType)
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tokenhandler/tokenhandler/session"
@@ -18,7 +19,7 @@ type exchange struct {
 	body       *replayBody // the buffered body of a replayable request; nil: none
 	refreshed  bool        // this request refreshed (its response carries new cookies)
 	authErr    error       // making the upstream's Authorization failed (a DPoP proof)
-	authz      string      // the route's derived Authorization value; "": the session's token
+	authz      string      // the route's derived Authorization value ("Bearer " or "DPoP " + token); "": the session's token
 	rederived  bool        // the derived token was replaced after an upstream 401
 	pending    []*http.Cookie
 	start      time.Time
@@ -39,6 +40,15 @@ func (c *exchangeCtx) Value(key any) any {
 		return c.x
 	}
 	return c.Context.Value(key)
+}
+
+// bound reports whether the token x sends upstream is DPoP-bound: the route's derived
+// token, or else the session's.
+func (x *exchange) bound() bool {
+	if x.authz != "" {
+		return strings.HasPrefix(x.authz, boundScheme)
+	}
+	return x.sess.DPoPBound()
 }
 
 func exchangeFrom(ctx context.Context) *exchange {

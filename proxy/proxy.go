@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -63,9 +64,11 @@ type Options struct {
 	// OwnCookie reports whether a cookie name is tokenhandler's (session.CookieNames.Owns).
 	// Required: those cookies never reach an upstream, and an upstream never sets them.
 	OwnCookie func(name string) bool
-	// DPoP makes the proofs of DPoP-bound session tokens: such a token is forwarded as
-	// "Authorization: DPoP" with a fresh proof per upstream request (RFC 9449). nil: a
-	// bound session cannot be used (401), for it is never forwarded as Bearer.
+	// DPoP makes the proofs of DPoP-bound tokens, the session's (oidc.dpop) and the
+	// routes' derived ones (token.dpop): such a token is forwarded as "Authorization:
+	// DPoP" with a fresh proof per upstream request (RFC 9449). nil: a bound session
+	// cannot be used (401), nor a bound derived token (502 token_unavailable), for a bound
+	// token is never forwarded as Bearer.
 	DPoP *dpop.Proofer
 	// Deriver obtains the tokens of routes with a token policy. Required when a route has
 	// one.
@@ -178,7 +181,7 @@ func New(store session.Store, tokens Refresher, opts Options) (*Handler, error) 
 		replayMem:  &memBudget{max: opts.ReplayMemory},
 		tracer:     opts.Tracer,
 		dpop:       opts.DPoP,
-		bound:      bearerCache{scheme: "DPoP "},
+		bound:      bearerCache{scheme: boundScheme},
 		onUpstream: opts.OnUpstream,
 		onRefresh:  opts.OnRefresh,
 		onError:    opts.OnError,
@@ -461,38 +464,52 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	setForwarded(pr, h.trusted, h.public)
 	dropSmuggledHeaders(out.Header)
 	stripOwnCookies(out.Header, h.own)
-	if x.authz != "" {
-		// The route's derived token (never DPoP-bound: token.dpop is not supported yet).
-		delete(out.Header, "Authorization")
-		delete(out.Header, dpopKey)
-		out.Header["Authorization"] = []string{x.authz}
-	} else {
-		x.authErr = h.authorize(out, x.sess)
-	}
+	x.authErr = h.authorize(out, x)
 }
 
-// authorize replaces out's Authorization (and any client-sent DPoP header) with s's
-// token: "Bearer <token>", or for a DPoP-bound token "DPoP <token>" and a fresh proof
-// for out's method and URL exactly as the upstream sees it (no query), with the
-// upstream origin's latest nonce. A bound token is never sent as Bearer.
-func (h *Handler) authorize(out *http.Request, s *session.Session) error {
+// authorize replaces out's Authorization (and any client-sent DPoP header) with x's
+// token, the route's derived one (x.authz) or else the session's: "Bearer <token>", or
+// for a DPoP-bound token "DPoP <token>" and a fresh proof for out's method and URL
+// exactly as the upstream sees it (no query), with the upstream origin's latest nonce.
+// A bound token is never sent as Bearer.
+func (h *Handler) authorize(out *http.Request, x *exchange) error {
 	delete(out.Header, "Authorization")
 	delete(out.Header, dpopKey)
+	if x.authz != "" {
+		token, bound := strings.CutPrefix(x.authz, boundScheme)
+		if !bound {
+			out.Header["Authorization"] = []string{x.authz}
+			return nil
+		}
+		// No key: the derivation could not have asked for a bound token; kept as a guard.
+		return h.prove(out, x.authz, token, session.ErrTokenUnavailable)
+	}
+	s := x.sess
 	if !s.DPoPBound() {
 		out.Header["Authorization"] = []string{h.bearers.header(s.AccessToken)}
 		return nil
 	}
-	if h.dpop == nil { // load refuses such a session; kept as a guard
-		return fmt.Errorf("proxy: %w: a DPoP-bound token, and no DPoP key", session.ErrNoSession)
+	// No key: load refuses such a session; kept as a guard.
+	return h.prove(out, h.bound.header(s.AccessToken), s.AccessToken, session.ErrNoSession)
+}
+
+// prove sets out's Authorization to header ("DPoP " + token) and its DPoP header to a
+// fresh proof for token; without a DPoP key it fails with noKey.
+func (h *Handler) prove(out *http.Request, header, token string, noKey error) error {
+	if h.dpop == nil {
+		return fmt.Errorf("proxy: %w: a DPoP-bound token, and no DPoP key", noKey)
 	}
-	proof, err := h.dpop.Proof(out.Method, dpop.HTU(out.URL), s.AccessToken, h.nonces.Get(dpop.Origin(out.URL)))
+	proof, err := h.dpop.Proof(out.Method, dpop.HTU(out.URL), token, h.nonces.Get(dpop.Origin(out.URL)))
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	out.Header["Authorization"] = []string{h.bound.header(s.AccessToken)}
+	out.Header["Authorization"] = []string{header}
 	out.Header[dpopKey] = []string{proof}
 	return nil
 }
+
+// boundScheme starts the Authorization value of a DPoP-bound token.
+const boundScheme = "DPoP "
 
 // dpopKey is the DPoP header's name as net/http canonicalises it.
 var dpopKey = http.CanonicalHeaderKey(dpop.Header)

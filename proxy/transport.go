@@ -29,7 +29,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, x.authErr
 	}
 	res, err := t.send(req, x)
-	if err == nil && x.sess.DPoPBound() {
+	if err == nil && x.bound() {
 		res, err = t.retryWithNonce(req, x, res)
 	}
 	if err != nil {
@@ -59,11 +59,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.send(retry, x)
 }
 
-// replay is req again with x's current token (and a fresh DPoP proof) and the replay
-// buffer's body from its start.
+// replay is req again with x's current token, the route's or the session's (and a fresh
+// DPoP proof), and the replay buffer's body from its start.
 func (t *transport) replay(req *http.Request, x *exchange) (*http.Request, error) {
 	retry := req.Clone(req.Context())
-	if err := t.h.authorize(retry, x.sess); err != nil {
+	if err := t.h.authorize(retry, x); err != nil {
 		return nil, err
 	}
 	if x.body != nil {
@@ -122,10 +122,9 @@ func (t *transport) rederive(req *http.Request, x *exchange, res *http.Response)
 	if err := h.routeToken(ctx, x, nil); err != nil {
 		return nil, err
 	}
-	retry := req.Clone(ctx)
-	retry.Header["Authorization"] = []string{x.authz}
-	if x.body != nil {
-		retry.Body = x.body.reader()
+	retry, err := t.replay(req, x)
+	if err != nil {
+		return nil, err
 	}
 	return t.send(retry, x)
 }
@@ -136,10 +135,21 @@ func (h *Handler) curable(x *exchange, res *http.Response) bool {
 	if res.StatusCode != http.StatusUnauthorized || !x.replayable {
 		return false
 	}
-	if e := bearerError(res.Header["Www-Authenticate"]); e != "" && e != "invalid_token" {
+	if e := challengeError(x, res); e != "" && e != "invalid_token" {
 		return false
 	}
 	return h.limiter.Allow(x.sess.ID, h.now())
+}
+
+// challengeError is the error of res's challenge to the token x sent: under DPoP for a
+// bound token (use_dpop_nonce is not cured by a new token: retryWithNonce answered it),
+// else under Bearer. No error means "no token / expired"; invalid_token is the only
+// error a new token cures (insufficient_scope and invalid_request are not).
+func challengeError(x *exchange, res *http.Response) string {
+	if x.bound() {
+		return dpop.ChallengeError(res.Header["Www-Authenticate"], "DPoP")
+	}
+	return bearerError(res.Header["Www-Authenticate"])
 }
 
 // reactive reports whether res is a 401 that a refresh and one retry may cure, and if so
@@ -149,15 +159,7 @@ func (h *Handler) reactive(x *exchange, res *http.Response) bool {
 		x.sess.RefreshToken == "" {
 		return false
 	}
-	// No error means "no token / expired"; invalid_token is the only error a new token
-	// cures (insufficient_scope and invalid_request are not).
-	e := bearerError(res.Header["Www-Authenticate"])
-	if x.sess.DPoPBound() {
-		// A bound token is challenged under DPoP; use_dpop_nonce is not cured by a new
-		// token (retryWithNonce answered it).
-		e = dpop.ChallengeError(res.Header["Www-Authenticate"], "DPoP")
-	}
-	if e != "" && e != "invalid_token" {
+	if e := challengeError(x, res); e != "" && e != "invalid_token" {
 		return false
 	}
 	return h.limiter.Allow(x.sess.ID, h.now())

@@ -37,6 +37,8 @@ type TokenPolicy struct {
 	// Upstream is the route's upstream origin: a minted token's aud when the policy has
 	// neither Audience nor Resource.
 	Upstream string
+	// DPoP asks for a DPoP-bound token (token.dpop): the derivation carries a proof.
+	DPoP bool
 
 	keyOnce sync.Once
 	key     string
@@ -46,7 +48,11 @@ type TokenPolicy struct {
 func (p *TokenPolicy) Key() string {
 	p.keyOnce.Do(func() {
 		var b strings.Builder
-		for _, f := range [][]string{{p.Via}, p.Resource, p.Audience, {p.Scope}, {p.Format}, {p.JWTFrom}, {p.Upstream}} {
+		fields := [][]string{{p.Via}, p.Resource, p.Audience, {p.Scope}, {p.Format}, {p.JWTFrom}, {p.Upstream}}
+		if p.DPoP { // a field more: the keys of unbound policies stay as they were
+			fields = append(fields, []string{"dpop"})
+		}
+		for _, f := range fields {
 			for _, s := range f {
 				fmt.Fprintf(&b, "%d:%s", len(s), s)
 			}
@@ -65,6 +71,17 @@ type DerivedToken struct {
 	// Expiry is zero when the provider did not say; the cache then keeps it no longer
 	// than the session's access token.
 	Expiry time.Time
+	// Type is "DPoP" for a DPoP-bound token, "" for a bearer token.
+	Type string
+}
+
+// header is t's Authorization value: "DPoP " + token for a bound token, else "Bearer "
+// + token.
+func (t *DerivedToken) header() string {
+	if IsDPoP(t.Type) {
+		return "DPoP " + t.Token
+	}
+	return "Bearer " + t.Token
 }
 
 // LogValue implements slog.LogValuer: a derived token logs as its expiry.
@@ -84,7 +101,7 @@ type derivedCache struct {
 
 type derivedEntry struct {
 	tok    DerivedToken
-	header string // "Bearer " + token, built once
+	header string // tok.header(), built once
 	until  time.Time
 }
 
@@ -124,19 +141,19 @@ func (c *derivedCache) drop(accessToken, policy string) {
 	delete(c.m[accessToken], policy)
 }
 
-// Derived returns the Authorization value ("Bearer " + token) of the token policy p
-// yields for the session whose access token is accessToken: from the cache, or from fn,
-// which runs once per (access token, policy) however many callers ask at once, detached
-// from their cancellation and bounded by the coordinator's Timeout. The result is kept
-// until its expiry less the effective skew, min(skew, half its lifetime) (a token without
-// an expiry until notAfter, the session access token's own expiry). With Redis
-// (CoordinatorOptions.Redis) the result is shared with the other replicas, sealed
-// (AES-GCM) under a key derived (HKDF) from accessToken, and fn runs once at a time across
-// the replicas too: a flight takes a Redis lock (the refresh lease's) or waits for the
-// replica holding it, and reads what that replica stored (Redis unreachable: this replica
-// derives on its own). hit reports whether the in-process cache answered. fn's errors
-// reach every caller of that flight, at every replica waiting on it, and are not
-// remembered.
+// Derived returns the Authorization value ("Bearer " + token, or "DPoP " + token for a
+// bound one) of the token policy p yields for the session whose access token is
+// accessToken: from the cache, or from fn, which runs once per (access token, policy)
+// however many callers ask at once, detached from their cancellation and bounded by the
+// coordinator's Timeout. The result is kept until its expiry less the effective skew,
+// min(skew, half its lifetime) (a token without an expiry until notAfter, the session
+// access token's own expiry). With Redis (CoordinatorOptions.Redis) the result is shared
+// with the other replicas, sealed (AES-GCM) under a key derived (HKDF) from accessToken,
+// and fn runs once at a time across the replicas too: a flight takes a Redis lock (the
+// refresh lease's) or waits for the replica holding it, and reads what that replica
+// stored (Redis unreachable: this replica derives on its own). hit reports whether the
+// in-process cache answered. fn's errors reach every caller of that flight, at every
+// replica waiting on it, and are not remembered.
 func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenPolicy, skew time.Duration, notAfter time.Time,
 	fn func(ctx context.Context) (*DerivedToken, error)) (header string, hit bool, err error) {
 	key := p.Key()
@@ -155,7 +172,7 @@ func (c *Coordinator) Derived(ctx context.Context, accessToken string, p *TokenP
 			if err != nil {
 				return nil, err
 			}
-			return &derivedEntry{tok: *t, header: "Bearer " + t.Token, until: derivedUntil(t, skew, notAfter)}, nil
+			return &derivedEntry{tok: *t, header: t.header(), until: derivedUntil(t, skew, notAfter)}, nil
 		}
 		var e *derivedEntry
 		err := errSharedUnavailable

@@ -82,7 +82,7 @@ func (c *Coordinator) deriveShared(ctx context.Context, accessToken, policy stri
 // sealDerived seals e's token and end under seal, with the lookup key as additional data
 // (an entry cannot be moved to another key).
 func sealDerived(lookup string, seal []byte, e *derivedEntry) []byte {
-	plain := appendTime(appendString([]byte{formatV1, kindDerived}, e.tok.Token), e.until)
+	plain := appendOptional(appendTime(appendString([]byte{formatV1, kindDerived}, e.tok.Token), e.until), e.tok.Type)
 	aead := derivedAEAD(seal)
 	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
 	_, _ = rand.Read(out)
@@ -101,11 +101,13 @@ func openDerived(lookup string, seal, sealed []byte, now time.Time) *derivedEntr
 		return nil
 	}
 	d := newStringDecoder(string(plain), kindDerived)
-	tok, until := d.string(), d.time()
-	if d.finish() != nil || tok == "" || !now.Before(until) {
+	t := DerivedToken{Token: d.string()}
+	until := d.time()
+	t.Type = d.optional()
+	if d.finish() != nil || t.Token == "" || !now.Before(until) {
 		return nil
 	}
-	return &derivedEntry{tok: DerivedToken{Token: tok}, header: "Bearer " + tok, until: until}
+	return &derivedEntry{tok: t, header: t.header(), until: until}
 }
 
 // unshareDerived deletes the shared entry of (accessToken, policy).

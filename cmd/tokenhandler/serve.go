@@ -144,7 +144,7 @@ func proxyRoutes(cfg *config.Config) ([]proxy.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes: %s: upstream: %w", r.Path, err)
 		}
-		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout, Token: tokenPolicy(r.Token, u)})
+		routes = append(routes, proxy.Route{Path: r.Path, Upstream: u, StripPrefix: r.StripPrefix, Methods: r.Methods, Timeout: r.Timeout, Token: tokenPolicy(r.Token, u, cfg.OIDC.DPoP)})
 	}
 	return routes, nil
 }
@@ -241,14 +241,26 @@ func newStores(cfg *config.Config, keys []session.KeyPair, routes []proxy.Route,
 }
 
 // senderKeys are the client's private keys: the private_key_jwt key and the DPoP
-// proofer, each nil when its feature is off.
+// proofer, each nil when its feature is off. The proofer binds the session's tokens
+// only with oidc.dpop (session); else it is there for the routes whose token.dpop is
+// true.
 type senderKeys struct {
-	client *josekey.Key
-	dpop   *dpop.Proofer
+	client  *josekey.Key
+	dpop    *dpop.Proofer
+	session bool // oidc.dpop: the session's tokens are bound to dpop
 }
 
-// newSenderKeys loads oidc.client_key_file (private_key_jwt) and, with oidc.dpop, the
-// DPoP key of dpop.key_file, or generates one for this process alone.
+// sessionDPoP is the proofer of the session's tokens: nil unless oidc.dpop.
+func (sk senderKeys) sessionDPoP() *dpop.Proofer {
+	if !sk.session {
+		return nil
+	}
+	return sk.dpop
+}
+
+// newSenderKeys loads oidc.client_key_file (private_key_jwt) and, with oidc.dpop or a
+// route whose token.dpop is true, the DPoP key of dpop.key_file, or generates one for
+// this process alone.
 func newSenderKeys(cfg *config.Config, logger *slog.Logger) (senderKeys, error) {
 	var sk senderKeys
 	if cfg.OIDC.TokenAuthMethod == "private_key_jwt" {
@@ -258,15 +270,20 @@ func newSenderKeys(cfg *config.Config, logger *slog.Logger) (senderKeys, error) 
 		}
 		sk.client = k
 	}
-	if !cfg.OIDC.DPoP {
+	if !cfg.DPoPKeyNeeded() {
 		return sk, nil
 	}
+	sk.session = cfg.OIDC.DPoP
 	var k *josekey.Key
 	var err error
-	if cfg.DPoP.KeyFile != "" {
+	switch {
+	case cfg.DPoP.KeyFile != "":
 		k, err = josekey.Load(cfg.DPoP.KeyFile)
-	} else {
+	case sk.session:
 		logger.Warn("dpop.key_file is empty: a DPoP key was generated for this process; fit for one replica only, and a restart ends every session")
+		k, err = josekey.Generate(josekey.EdDSA)
+	default:
+		logger.Warn("dpop.key_file is empty: a DPoP key was generated for this process for the routes whose token.dpop is true; fit for one replica only")
 		k, err = josekey.Generate(josekey.EdDSA)
 	}
 	if err == nil {
@@ -275,7 +292,11 @@ func newSenderKeys(cfg *config.Config, logger *slog.Logger) (senderKeys, error) 
 	if err != nil {
 		return sk, fmt.Errorf("dpop.key_file (TH_DPOP_KEY_FILE): %w", err)
 	}
-	logger.Info("DPoP on: tokens are bound to the key", "jkt", sk.dpop.Thumbprint())
+	if sk.session {
+		logger.Info("DPoP on: tokens are bound to the key", "jkt", sk.dpop.Thumbprint())
+	} else {
+		logger.Info("DPoP on for the routes whose token.dpop is true: their derived tokens are bound to the key", "jkt", sk.dpop.Thumbprint())
+	}
 	return sk, nil
 }
 
@@ -299,7 +320,8 @@ func newAgent(cfg *config.Config, st *stores, routes []proxy.Route, coord *sessi
 		TokenAuthMethod:       cfg.OIDC.TokenAuthMethod,
 		ClientKey:             sk.client,
 		PAR:                   cfg.OIDC.PAR,
-		DPoP:                  sk.dpop,
+		DPoP:                  sk.sessionDPoP(),
+		RouteDPoP:             sk.dpop,
 		Profile:               cfg.OIDC.Profile,
 		Resources:             resources,
 		Signer:                signer,
@@ -494,7 +516,8 @@ var _ proxy.Refresher = (*oauthagent.Refresher)(nil)
 var _ proxy.Deriver = (*oauthagent.Refresher)(nil)
 
 // tokenPolicy translates a route's token block; nil for the session's token as issued.
-func tokenPolicy(t config.RouteToken, upstream *url.URL) *session.TokenPolicy {
+// oidcDPoP is oidc.dpop, token.dpop's default.
+func tokenPolicy(t config.RouteToken, upstream *url.URL, oidcDPoP bool) *session.TokenPolicy {
 	if !t.Derives() {
 		return nil
 	}
@@ -502,6 +525,7 @@ func tokenPolicy(t config.RouteToken, upstream *url.URL) *session.TokenPolicy {
 		Via: t.EffectiveVia(), Resource: t.Resource, Audience: t.Audience, Scope: t.Scope,
 		Format: t.EffectiveFormat(), JWTFrom: t.EffectiveJWTFrom(),
 		Upstream: upstream.Scheme + "://" + upstream.Host,
+		DPoP:     t.EffectiveDPoP(oidcDPoP),
 	}
 }
 
