@@ -101,6 +101,10 @@ func (s *stack) startOIDCProvider(ctx context.Context, publicURL, apiURL string)
 			"TH_DPOP_KEY_FILE=" + dpopKey,
 			"TH_OIDC_SCOPES=" + strings.Join([]string{"openid", "profile", "email", "offline_access", fapiScope}, ","),
 		},
+		// A second refresh for the same resource, bound to the same DPoP key like every
+		// token here (token.dpop defaults to oidc.dpop): the example API, which takes
+		// DPoP only, accepts it as it accepts the session's.
+		ordersToken: map[string]any{"via": "refresh", "resource": []string{fapiResource}, "scope": fapiScope},
 		note: fmt.Sprintf(`
   FAPI 2.0   PAR, private_key_jwt (no client secret), DPoP-bound access tokens (JWTs
              for %s with cnf.jkt), ID tokens PS256, oidc.profile fapi2.

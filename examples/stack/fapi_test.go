@@ -190,8 +190,20 @@ func TestFAPIStack(t *testing.T) {
 		t.Errorf("claims iss %q sub %q aud %v scope %q, want %s, %s, %s, %s", cl.Iss, cl.Sub, cl.Aud, cl.Scope, info.Issuer, fapiLogin, fapiResource, fapiScope)
 	}
 
+	// /orders/ gets a token of its own (a refresh for the resource, token.dpop inherited
+	// from oidc.dpop): another JWT, bound to the same key, which the DPoP-only API takes.
+	orders := callAPIAt(t, c, info.URL, "/orders/claims")
+	if orders.JTI == "" || orders.JTI == cl.JTI || orders.Cnf.JKT != dpopKey.Thumbprint() || orders.Aud != fapiResource || orders.Sub != fapiLogin {
+		t.Errorf("/orders/ token: jti %q (the session's %q), cnf.jkt %q, aud %v, sub %q; want its own token bound to %q for %s, sub %s",
+			orders.JTI, cl.JTI, orders.Cnf.JKT, orders.Aud, orders.Sub, dpopKey.Thumbprint(), fapiResource, fapiLogin)
+	}
+	if again := callAPI(t, c, info.URL); again.JTI != cl.JTI {
+		t.Errorf("/api/ after the /orders/ derivation got token %q, want the session's own %q", again.JTI, cl.JTI)
+	}
+
 	// A refresh (private_key_jwt and a DPoP proof at the token endpoint) gives a new JWT
-	// for the API, bound to the same key.
+	// for the API, bound to the same key; it spends the refresh token the /orders/
+	// derivation rotated, so that rotation reached the browser.
 	req, _ := http.NewRequest(http.MethodPost, info.URL+"/auth/refresh", nil)
 	req.Header.Set("X-CSRF", "1")
 	resp, err := c.Do(req)
@@ -261,16 +273,22 @@ type apiClaims struct {
 // that the token's cnf.jkt is the proof key's thumbprint.
 func callAPI(t *testing.T, c *http.Client, base string) apiClaims {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/claims", nil)
+	return callAPIAt(t, c, base, "/api/claims")
+}
+
+// callAPIAt is callAPI on another path (another route to the example API).
+func callAPIAt(t *testing.T, c *http.Client, base, path string) apiClaims {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 	req.Header.Set("X-CSRF", "1")
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("GET /api/claims: %v", err)
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /api/claims = %d %s, want 200", resp.StatusCode, body)
+		t.Fatalf("GET %s = %d %s, want 200", path, resp.StatusCode, body)
 	}
 	var answer struct {
 		Claims apiClaims `json:"claims"`
