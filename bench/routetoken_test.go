@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenhandler/tokenhandler/dpop"
+	"github.com/tokenhandler/tokenhandler/josekey"
 	"github.com/tokenhandler/tokenhandler/mint"
 	"github.com/tokenhandler/tokenhandler/proxy"
 	"github.com/tokenhandler/tokenhandler/session"
@@ -36,9 +38,10 @@ func (d coordDeriver) DropRouteToken(ctx context.Context, s *session.Session, p 
 }
 
 // BenchmarkRouteTokens is one proxied GET (1.2 KB session token) through proxy.Handler to
-// the plain route, to a route with a cached derived token (via exchange) and to a route
-// with a cached minted JWT (format jwt), in the same run: the differences are what a
-// route token adds per request once it is cached.
+// the plain route, to a route with a cached derived token (via exchange; Bearer, and
+// DPoP-bound with a fresh EdDSA proof per request) and to a route with a cached minted
+// JWT (format jwt), in the same run: the differences are what a route token adds per
+// request once it is cached.
 func BenchmarkRouteTokens(b *testing.B) {
 	target := benchUpstream(b)
 	keyPEM, err := mint.GenerateKey("ec")
@@ -60,6 +63,9 @@ func BenchmarkRouteTokens(b *testing.B) {
 		{"derived", &session.TokenPolicy{Via: "exchange", Audience: []string{"orders"}, Format: "as_issued"}, func() (*session.DerivedToken, error) {
 			return &session.DerivedToken{Token: derivedTok, Issued: time.Now(), Expiry: time.Now().Add(time.Hour)}, nil
 		}},
+		{"derived-dpop", &session.TokenPolicy{Via: "exchange", Audience: []string{"orders"}, Format: "as_issued", DPoP: true}, func() (*session.DerivedToken, error) {
+			return &session.DerivedToken{Token: derivedTok, Type: "DPoP", Issued: time.Now(), Expiry: time.Now().Add(time.Hour)}, nil
+		}},
 		{"minted", &session.TokenPolicy{Via: "session", Format: "jwt", JWTFrom: "mint"}, func() (*session.DerivedToken, error) {
 			tok, exp, err := signer.Mint(mint.Claims{Subject: "user-1", ClientID: "spa", Scope: "openid", Audience: []string{target.String()}, Expiry: time.Now().Add(time.Hour)})
 			return &session.DerivedToken{Token: tok, Issued: time.Now(), Expiry: exp}, err
@@ -70,7 +76,18 @@ func BenchmarkRouteTokens(b *testing.B) {
 			st := newBenchStore(b)
 			coord := session.NewCoordinator(session.CoordinatorOptions{})
 			tr := benchTransport()
+			var proofer *dpop.Proofer // the bound variant's: EdDSA, as BenchmarkDPoPProof
+			if v.policy != nil && v.policy.DPoP {
+				k, err := josekey.Generate(josekey.EdDSA)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if proofer, err = dpop.NewProofer(k, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
 			h, err := proxy.New(st, noTokens{}, proxy.Options{
+				DPoP:        proofer,
 				Routes:      []proxy.Route{{Path: "/api/", Upstream: target, Token: v.policy}},
 				RefreshSkew: 30 * time.Second,
 				CSRF:        &web.CSRF{PublicOrigin: "http://app.example.com"},
