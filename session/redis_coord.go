@@ -246,15 +246,49 @@ func (s *sharedRefresh) hold(ctx context.Context, lock, entry, token, flight str
 	if err != nil || ttl <= 0 {
 		stored = nil
 	}
+	outcome := RefreshOutcome(err)
+	release := func(ctx context.Context, ttl time.Duration) error {
+		rctx, cancel := s.r.opContext(ctx)
+		defer cancel()
+		return releaseScript.Run(rctx, s.r.client, []string{lock, entry},
+			token, stored, max(ttl.Milliseconds(), 1), s.r.refreshChannel, flight+" "+outcome).Err()
+	}
 	// The call may have used up ctx's time: the release gets its own.
-	rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
-	defer cancel()
-	if rerr := releaseScript.Run(rctx, s.r.client, []string{lock, entry},
-		token, stored, max(ttl.Milliseconds(), 1), s.r.refreshChannel, flight+" "+RefreshOutcome(err)).Err(); rerr != nil {
+	if rerr := release(context.WithoutCancel(ctx), ttl); rerr != nil {
 		s.r.failed("release_lock")
-		s.log.WarnContext(ctx, "session: cannot publish an outcome to other replicas; they wait for the lease to lapse", "err", rerr)
+		if stored == nil {
+			s.log.WarnContext(ctx, "session: cannot publish an outcome to other replicas; they wait for the lease to lapse", "err", rerr)
+		} else {
+			// Redis failed between the provider's answer and this write (a master that
+			// died mid-refresh): the other replicas still hold the spent refresh token
+			// and would spend it again once Redis is back. Keep trying to store the
+			// entry until then; they find it rather than replay the token.
+			s.log.WarnContext(ctx, "session: cannot store the result for the other replicas; retrying until Redis answers", "err", rerr)
+			go s.retryRelease(context.WithoutCancel(ctx), release, ttl)
+		}
 	}
 	return val, ttl, err
+}
+
+// retryRelease calls release again every 100 ms until it succeeds or the entry's ttl has
+// passed (then nobody needs it any more). The interval is short on purpose: once Redis is
+// back, the other replicas spend the old refresh token as soon as the lock's lease has
+// lapsed, and this write has to come first.
+func (s *sharedRefresh) retryRelease(ctx context.Context, release func(context.Context, time.Duration) error, ttl time.Duration) {
+	deadline := time.Now().Add(ttl)
+	for {
+		time.Sleep(100 * time.Millisecond) // pacing the attempts, not waiting for an event
+		left := time.Until(deadline)
+		if left <= 0 {
+			s.log.WarnContext(ctx, "session: gave up storing a result for the other replicas: Redis did not answer within its lifetime")
+			return
+		}
+		if err := release(ctx, left); err == nil {
+			s.log.InfoContext(ctx, "session: stored a result for the other replicas once Redis answered again")
+			return
+		}
+		s.r.failed("release_lock")
+	}
 }
 
 // link writes the shared link from the new refresh token to the grace entry (see

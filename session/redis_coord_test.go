@@ -342,3 +342,35 @@ func TestSharedForgetDeletesGraceEntry(t *testing.T) {
 		t.Errorf("C: Refresh(spent token) after Forget = %v after %d calls, want a new provider call (the shared entry gone)", err, p.calls.Load())
 	}
 }
+
+// Redis dies between the provider's answer and the holder's write of the grace entry (a
+// master lost mid-refresh): the holder keeps trying, and once Redis is back the other
+// replicas find the entry instead of spending the rotated-away refresh token again.
+func TestSharedRefreshResultStoredWhenRedisReturns(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	prefix := sessiontest.KeyPrefix(t, srv.URL)
+	a, tra := replica(t, srv.URL, prefix, 0, 0)
+	p := newProvider()
+	p.during = func() { srv.Stop(t) } // the provider rotates; Redis is gone when it answers
+	got, err := a.Refresh(context.Background(), "rt-0", p.fn)
+	if err != nil || got.RefreshToken != "rt-1" {
+		t.Fatalf("Refresh at the holder = %+v, %v; want its tokens", got, err)
+	}
+	srv.Start(t)
+	grace := prefix + "refresh:{" + flightKeyOf("rt-0") + "}:grace"
+	deadline := time.Now().Add(10 * time.Second)
+	for tra.client.Exists(ctx, grace).Val() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the grace entry was not stored within 10 s of Redis coming back; log:\n%s", tra.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling Redis, which has no event to wait on
+	}
+	b, _ := replica(t, srv.URL, prefix, 0, 0)
+	late, err := b.Refresh(context.Background(), "rt-0", p.fn)
+	if err != nil || late.RefreshToken != "rt-1" || late.AccessToken != got.AccessToken {
+		t.Errorf("another replica with the old refresh token = %+v, %v; want the holder's tokens", late, err)
+	}
+	if n := p.calls.Load(); n != 1 {
+		t.Errorf("%d provider calls, want 1: the spent refresh token was spent again", n)
+	}
+}

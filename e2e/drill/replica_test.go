@@ -134,11 +134,27 @@ func notable(path string, lines int) string {
 		return "(no log: " + err.Error() + ")"
 	}
 	var out []string
+	var lastMsg string
+	repeats := 0
 	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
 		if strings.Contains(l, `"level":"INFO","msg":"request"`) {
 			continue
 		}
+		// A line repeated (readyz's warning every 50 ms during a failover) is kept
+		// once with its count, so that the lines around it stay in view.
+		msg, _, _ := strings.Cut(l[strings.Index(l, `"level"`)+1:], `,"err"`)
+		if msg == lastMsg {
+			repeats++
+			continue
+		}
+		if repeats > 0 {
+			out = append(out, fmt.Sprintf("  (the line above %d more times)", repeats))
+		}
+		lastMsg, repeats = msg, 0
 		out = append(out, l)
+	}
+	if repeats > 0 {
+		out = append(out, fmt.Sprintf("  (the line above %d more times)", repeats))
 	}
 	if len(out) > lines {
 		out = append([]string{"[...]"}, out[len(out)-lines:]...)
