@@ -225,22 +225,7 @@ func BenchmarkDerivedToken(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cookie := atName + "=" + strings.Repeat("c", 1600) + "; " + idName + "=" +
-				strings.Repeat("i", 1400) + "; " + rtName + "=" + strings.Repeat("r", 400) + "; theme=dark"
-			r := httptest.NewRequest("GET", "/api/items?page=2", nil)
-			r.Host = "app.example.com"
-			r.Header.Set("X-CSRF", "1")
-			r.Header.Set("Cookie", cookie)
-			r.Header.Set("Accept", "application/json")
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r)
-				if w.Code != http.StatusOK {
-					b.Fatalf("status = %d, want 200", w.Code)
-				}
-			}
+			serveBench(b, h, benchRequest(1200))
 			if n, _ := d.counts(); n != 0 {
 				b.Fatalf("%d derivations, want the cached token only", n)
 			}

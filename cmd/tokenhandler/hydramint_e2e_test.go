@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -118,24 +117,7 @@ func TestHydraMint(t *testing.T) {
 
 	// 20 concurrent requests of the session: one introspection at Hydra, one JWT.
 	introspections, grants := s.idp.IntrospectionCalls(), s.idp.TokenCalls()
-	cookies := s.cookies(c, "/minted/")
-	var wg sync.WaitGroup
-	failed := make(chan string, 20)
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, body, err := s.tryAPICall(http.MethodGet, "/minted/c"+string(rune('a'+i)), cookies, nil, nil)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				failed <- string(body)
-			}
-		}()
-	}
-	wg.Wait()
-	close(failed)
-	for body := range failed {
-		t.Errorf("a concurrent request failed: %s", body)
-	}
+	s.burst(t, s.cookies(c, "/minted/"), "/minted/", 20)
 	if got := s.idp.IntrospectionCalls() - introspections; got != 1 {
 		t.Errorf("introspections at Hydra for 20 concurrent requests = %d, want 1", got)
 	}

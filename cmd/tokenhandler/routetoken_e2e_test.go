@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -72,6 +73,29 @@ func signingKeyFile(t testing.TB, kind string) string {
 		t.Fatal(err)
 	}
 	return keyFile
+}
+
+// burst sends n concurrent GETs under prefix with cookies and fails t for each that
+// does not answer 200.
+func (s *stack) burst(t *testing.T, cookies []*http.Cookie, prefix string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	failed := make(chan string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, body, err := s.tryAPICall(http.MethodGet, fmt.Sprintf("%sc%d", prefix, i), cookies, nil, nil)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				failed <- fmt.Sprintf("%v %s", err, body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	for body := range failed {
+		t.Errorf("a concurrent request failed: %s", body)
+	}
 }
 
 // bearerOf returns the token of the last request the upstream saw on path.
@@ -307,25 +331,8 @@ func TestRouteTokenConcurrency(t *testing.T) {
 	} {
 		t.Run(tc.route, func(t *testing.T) {
 			c := s.signIn("/")
-			cookies := s.cookies(c, tc.route)
 			before := tc.calls()
-			var wg sync.WaitGroup
-			errs := make(chan string, 50)
-			for i := range 50 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					resp, body, err := s.tryAPICall(http.MethodGet, tc.route+"c"+string(rune('a'+i%26)), cookies, nil, nil)
-					if err != nil || resp.StatusCode != http.StatusOK {
-						errs <- string(body)
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for e := range errs {
-				t.Errorf("a concurrent request failed: %s", e)
-			}
+			s.burst(t, s.cookies(c, tc.route), tc.route, 50)
 			if got := tc.calls() - before; got != 1 {
 				t.Errorf("derivations for 50 concurrent requests = %d, want 1", got)
 			}
