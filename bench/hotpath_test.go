@@ -262,16 +262,7 @@ func BenchmarkProxyHandler(b *testing.B) {
 		b.Run("bare/"+size.name, func(b *testing.B) {
 			st := newBenchStore(b)
 			tok := benchSession(b, size.n).AccessToken
-			rp := &httputil.ReverseProxy{
-				Rewrite: func(pr *httputil.ProxyRequest) {
-					pr.SetURL(target)
-					pr.SetXForwarded()
-					pr.Out.Header.Del("Cookie")
-					pr.Out.Header.Set("Authorization", "Bearer "+tok)
-				},
-				Transport:  transport(),
-				BufferPool: bufferPool{},
-			}
+			rp := bareProxy(target, tok)
 			serveLoop(b, rp, request(b, st, size))
 		})
 	}
@@ -358,16 +349,7 @@ func BenchmarkServeStack(b *testing.B) {
 		b.Run("bare/"+v.name, func(b *testing.B) {
 			st := newBenchStore(b)
 			tok := benchSession(b, 1200).AccessToken
-			rp := &httputil.ReverseProxy{
-				Rewrite: func(pr *httputil.ProxyRequest) {
-					pr.SetURL(target)
-					pr.SetXForwarded()
-					pr.Out.Header.Del("Cookie")
-					pr.Out.Header.Set("Authorization", "Bearer "+tok)
-				},
-				Transport:  transport(),
-				BufferPool: bufferPool{},
-			}
+			rp := bareProxy(target, tok)
 			serveLoop(b, rp, request(b, st))
 		})
 	}
@@ -414,6 +396,21 @@ func BenchmarkDPoPProof(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// bareProxy is the comparison of the handler benchmarks: a plain ReverseProxy that drops
+// the cookies and sends tok as Bearer, with the same transport and buffer pool.
+func bareProxy(target *url.URL, tok string) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			pr.Out.Header.Del("Cookie")
+			pr.Out.Header.Set("Authorization", "Bearer "+tok)
+		},
+		Transport:  benchTransport(),
+		BufferPool: bufferPool{},
 	}
 }
 

@@ -223,7 +223,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	ps := &procs{}
 	defer ps.StopAll(stopGrace)
-	rep := &report{Started: time.Now(), LoadBefore: loadAverage(), Options: o, Machine: machine()}
+	rep := &report{Started: time.Now(), LoadBefore: harness.LoadAverage(), Options: o, Machine: machine()}
 	env := &environment{root: root, tmp: tmp, ps: ps}
 
 	logf("building tokenhandler")
@@ -543,7 +543,7 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	rep.Finished = time.Now()
-	rep.LoadAfter = loadAverage()
+	rep.LoadAfter = harness.LoadAverage()
 
 	md := rep.markdown()
 	svg := rep.svg()

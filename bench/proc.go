@@ -84,16 +84,3 @@ func peakRSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("bench: no VmHWM")
 }
-
-// loadAverage is the 1-minute load average, for the report.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -1,7 +1,6 @@
 package idptest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,22 +218,10 @@ func (p *Provider) oidcProviderConfig(port int) map[string]any {
 // peekForm returns the form of a request with a form body and puts the body back
 // unchanged (the front proxy forwards it); empty for other requests.
 func peekForm(r *http.Request) url.Values {
-	if r.Body == nil || r.Body == http.NoBody {
-		return url.Values{}
-	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
 		return url.Values{}
 	}
-	head, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	form, err := url.ParseQuery(string(head))
-	if err != nil {
-		return url.Values{}
-	}
-	return form
+	return testbench.PeekForm(r)
 }
 
 // carriesSecret reports whether r carries the client secret: as the password of HTTP

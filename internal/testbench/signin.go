@@ -184,9 +184,13 @@ func attributes(s string) map[string]string {
 
 // PeekGrantType reads grant_type from a form body and puts the body back unchanged:
 // for a front proxy that counts token-endpoint calls by grant.
-func PeekGrantType(r *http.Request) string {
+func PeekGrantType(r *http.Request) string { return PeekForm(r).Get("grant_type") }
+
+// PeekForm parses the first 64 KiB of r's body as a form and puts the body back
+// unchanged (a front proxy forwards it); empty without a body or when it does not parse.
+func PeekForm(r *http.Request) url.Values {
 	if r.Body == nil || r.Body == http.NoBody {
-		return ""
+		return url.Values{}
 	}
 	head, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	r.Body = struct {
@@ -195,7 +199,7 @@ func PeekGrantType(r *http.Request) string {
 	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
 	form, err := url.ParseQuery(string(head))
 	if err != nil {
-		return ""
+		return url.Values{}
 	}
-	return form.Get("grant_type")
+	return form
 }
