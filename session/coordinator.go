@@ -193,7 +193,7 @@ func (c *Coordinator) Refresh(ctx context.Context, refreshToken string, fn func(
 // with strict rotation (Hydra) answers such a replay by revoking the whole token
 // family, which signs the user out. e2e/drill's Sentinel failover drill saw exactly
 // that. Refreshes go on once Redis answers again (after downBackoff).
-func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys graceKeys, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
+func (c *Coordinator) spend(ctx context.Context, refreshToken string, keys entryKeys, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
 	if t := c.fromGrace(ctx, keys); t != nil {
 		return t, nil
 	}
@@ -269,15 +269,12 @@ func (c *Coordinator) call(ctx context.Context, refreshToken string, fn func(con
 // token (see graceLink), kept for ttl: the full grace after this process's own refresh,
 // what is left of it for an entry another replica wrote (so that every replica lets it
 // go at its original deadline).
-func (c *Coordinator) remember(ctx context.Context, flight string, keys graceKeys, t *Tokens, ttl time.Duration) {
+func (c *Coordinator) remember(ctx context.Context, flight string, keys entryKeys, t *Tokens, ttl time.Duration) {
 	ttl = min(ttl, c.ttl)
 	if ttl <= 0 {
 		return
 	}
-	sealed, err := sealTokens(keys, t)
-	if err == nil {
-		err = c.grace.put(ctx, keys.lookup, sealed, ttl)
-	}
+	err := c.grace.put(ctx, keys.lookup, sealTokens(keys, t), ttl)
 	if err == nil {
 		var link string
 		if link, err = graceLink(t.RefreshToken); err == nil {
@@ -292,7 +289,7 @@ func (c *Coordinator) remember(ctx context.Context, flight string, keys graceKey
 
 // fromGrace returns the tokens of the grace entry for keys, or nil. A store that fails
 // is logged and counts as no entry: the flight then refreshes.
-func (c *Coordinator) fromGrace(ctx context.Context, keys graceKeys) *Tokens {
+func (c *Coordinator) fromGrace(ctx context.Context, keys entryKeys) *Tokens {
 	sealed, err := c.grace.get(ctx, keys.lookup)
 	if err != nil {
 		c.log.WarnContext(ctx, "session: cannot read the rotation grace entry", "err", err)

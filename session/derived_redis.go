@@ -2,13 +2,6 @@ package session
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"time"
 )
 
@@ -21,22 +14,8 @@ const (
 // derivedKeys are the Redis key and the sealing key of one (access token, policy): both
 // derived (HKDF) from the session's access token, which only its holder has, so a Redis
 // dump reveals no derived token.
-func derivedKeys(accessToken, policy string) (lookup string, seal []byte, err error) {
-	l, err := hkdf.Key(sha256.New, []byte(accessToken), nil, derivedLookupInfo+policy, 32)
-	if err != nil {
-		return "", nil, fmt.Errorf("session: derived key: %w", err)
-	}
-	seal, err = hkdf.Key(sha256.New, []byte(accessToken), nil, derivedSealInfo+policy, 32)
-	if err != nil {
-		return "", nil, fmt.Errorf("session: derived key: %w", err)
-	}
-	return hex.EncodeToString(l), seal, nil
-}
-
-func derivedAEAD(seal []byte) cipher.AEAD {
-	block, _ := aes.NewCipher(seal) // 32 bytes: cannot fail
-	aead, _ := cipher.NewGCM(block)
-	return aead
+func derivedKeys(accessToken, policy string) (entryKeys, error) {
+	return deriveEntryKeys(accessToken, derivedLookupInfo+policy, derivedSealInfo+policy)
 }
 
 // derivedNames are the Redis keys of one shared derived token and of the lock of its
@@ -52,19 +31,19 @@ func (s *sharedRefresh) derivedNames(lookup string) (entry, lock string) {
 // makes no provider call. errSharedUnavailable means Redis could not be asked (build did
 // not run).
 func (c *Coordinator) deriveShared(ctx context.Context, accessToken, policy string, build func(context.Context) (*derivedEntry, error)) (*derivedEntry, error) {
-	lookup, seal, err := derivedKeys(accessToken, policy)
+	keys, err := derivedKeys(accessToken, policy)
 	if err != nil {
 		return nil, err
 	}
-	entry, lock := c.shared.derivedNames(lookup)
+	entry, lock := c.shared.derivedNames(keys.lookup)
 	var mine *derivedEntry
-	sealed, _, err := c.shared.once(ctx, "derived:"+lookup, lock, entry, func(ctx context.Context) ([]byte, time.Duration, error) {
+	sealed, _, err := c.shared.once(ctx, "derived:"+keys.lookup, lock, entry, func(ctx context.Context) ([]byte, time.Duration, error) {
 		e, err := build(ctx)
 		if err != nil {
 			return nil, 0, err
 		}
 		mine = e
-		return sealDerived(lookup, seal, e), e.until.Sub(c.now()), nil
+		return sealDerived(keys, e), e.until.Sub(c.now()), nil
 	})
 	switch {
 	case err != nil:
@@ -72,31 +51,22 @@ func (c *Coordinator) deriveShared(ctx context.Context, accessToken, policy stri
 	case mine != nil:
 		return mine, nil
 	}
-	if e := openDerived(lookup, seal, sealed, c.now()); e != nil {
+	if e := openDerived(keys, sealed, c.now()); e != nil {
 		return e, nil
 	}
 	// An entry that does not open (another key version) or has just lapsed.
 	return build(ctx)
 }
 
-// sealDerived seals e's token and end under seal, with the lookup key as additional data
-// (an entry cannot be moved to another key).
-func sealDerived(lookup string, seal []byte, e *derivedEntry) []byte {
-	plain := appendOptional(appendTime(appendString([]byte{formatV1, kindDerived}, e.tok.Token), e.until), e.tok.Type)
-	aead := derivedAEAD(seal)
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
-	_, _ = rand.Read(out)
-	return aead.Seal(out, out, plain, []byte(lookup))
+// sealDerived seals e's token, end and type under k.
+func sealDerived(k entryKeys, e *derivedEntry) []byte {
+	return k.sealBytes(appendOptional(appendTime(appendString([]byte{formatV1, kindDerived}, e.tok.Token), e.until), e.tok.Type))
 }
 
 // openDerived opens an entry sealed by sealDerived; nil when it does not open or its end
 // has passed.
-func openDerived(lookup string, seal, sealed []byte, now time.Time) *derivedEntry {
-	aead := derivedAEAD(seal)
-	if len(sealed) < aead.NonceSize() {
-		return nil
-	}
-	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(lookup))
+func openDerived(k entryKeys, sealed []byte, now time.Time) *derivedEntry {
+	plain, err := k.openBytes(sealed)
 	if err != nil {
 		return nil
 	}
@@ -115,11 +85,11 @@ func (c *Coordinator) unshareDerived(ctx context.Context, accessToken, policy st
 	if c.shared == nil {
 		return
 	}
-	lookup, _, err := derivedKeys(accessToken, policy)
+	keys, err := derivedKeys(accessToken, policy)
 	if err != nil {
 		return
 	}
-	entry, _ := c.shared.derivedNames(lookup)
+	entry, _ := c.shared.derivedNames(keys.lookup)
 	r := c.shared.r
 	rctx, cancel := r.opContext(ctx)
 	defer cancel()

@@ -30,7 +30,7 @@ const (
 // token its refresh yielded (a third HKDF derivation, from the new token): logout knows
 // only the session's current refresh token, and must delete the entry of the rotation
 // that produced it. The link's value is the spent token's flight key and grace lookup key
-// (flightKey, graceKeys.lookup), which reveal neither token; it lives as long as the
+// (flightKey, entryKeys.lookup), which reveal neither token; it lives as long as the
 // entry.
 func graceLink(refreshToken string) (string, error) {
 	k, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceLinkInfo, 32)
@@ -49,22 +49,29 @@ type graceStore interface {
 	del(ctx context.Context, key string) error
 }
 
-// graceKeys are the two derivations from one refresh token.
-type graceKeys struct {
+// entryKeys find and seal one shared entry (a rotation grace entry, a derived token): two
+// separate HKDF derivations from a secret only the entry's holder has, so that the store
+// learns neither the secret nor the entry.
+type entryKeys struct {
 	lookup string // hex; the storage key
 	seal   []byte // AES-256-GCM key
 }
 
-func deriveGraceKeys(refreshToken string) (graceKeys, error) {
-	lookup, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceLookupInfo, 32)
+// deriveEntryKeys derives the lookup and sealing keys of secret under two HKDF infos.
+func deriveEntryKeys(secret, lookupInfo, sealInfo string) (entryKeys, error) {
+	lookup, err := hkdf.Key(sha256.New, []byte(secret), nil, lookupInfo, 32)
 	if err != nil {
-		return graceKeys{}, fmt.Errorf("session: grace key: %w", err)
+		return entryKeys{}, fmt.Errorf("session: entry key: %w", err)
 	}
-	seal, err := hkdf.Key(sha256.New, []byte(refreshToken), nil, graceSealInfo, 32)
+	seal, err := hkdf.Key(sha256.New, []byte(secret), nil, sealInfo, 32)
 	if err != nil {
-		return graceKeys{}, fmt.Errorf("session: grace key: %w", err)
+		return entryKeys{}, fmt.Errorf("session: entry key: %w", err)
 	}
-	return graceKeys{lookup: hex.EncodeToString(lookup), seal: seal}, nil
+	return entryKeys{lookup: hex.EncodeToString(lookup), seal: seal}, nil
+}
+
+func deriveGraceKeys(refreshToken string) (entryKeys, error) {
+	return deriveEntryKeys(refreshToken, graceLookupInfo, graceSealInfo)
 }
 
 // flightKey is the key of one refresh in flight: hex(SHA-256(refresh token)). The
@@ -74,45 +81,51 @@ func flightKey(refreshToken string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func (k graceKeys) aead() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(k.seal)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+func (k entryKeys) aead() cipher.AEAD {
+	block, _ := aes.NewCipher(k.seal) // a 32-byte key (HKDF): cannot fail
+	aead, _ := cipher.NewGCM(block)
+	return aead
 }
 
-// sealTokens seals t under k: nonce || AES-256-GCM(t), with the lookup key as additional
-// data so an entry cannot be moved to another key.
-func sealTokens(k graceKeys, t *Tokens) ([]byte, error) {
-	aead, err := k.aead()
-	if err != nil {
-		return nil, fmt.Errorf("session: seal grace entry: %w", err)
-	}
-	plain, _ := (*gracePayload)(t).AppendBinary(make([]byte, 0, 64+len(t.AccessToken)+len(t.RefreshToken)+len(t.IDToken)))
+// sealBytes seals plain under k: nonce || AES-256-GCM(plain), with the lookup key as
+// additional data so that an entry cannot be moved to another key.
+func (k entryKeys) sealBytes(plain []byte) []byte {
+	aead := k.aead()
 	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
 	_, _ = rand.Read(out)
-	return aead.Seal(out, out, plain, []byte(k.lookup)), nil
+	return aead.Seal(out, out, plain, []byte(k.lookup))
 }
 
-var errGraceOpen = errors.New("session: grace entry does not open")
+var errEntryOpen = errors.New("session: shared entry does not open")
 
-// openTokens opens an entry sealed by sealTokens under k.
-func openTokens(k graceKeys, sealed []byte) (*Tokens, error) {
-	aead, err := k.aead()
-	if err != nil {
-		return nil, fmt.Errorf("session: open grace entry: %w", err)
-	}
+// openBytes opens what sealBytes sealed under k.
+func (k entryKeys) openBytes(sealed []byte) ([]byte, error) {
+	aead := k.aead()
 	if len(sealed) < aead.NonceSize() {
-		return nil, errGraceOpen
+		return nil, errEntryOpen
 	}
 	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(k.lookup))
 	if err != nil {
-		return nil, errGraceOpen
+		return nil, errEntryOpen
+	}
+	return plain, nil
+}
+
+// sealTokens seals t under k.
+func sealTokens(k entryKeys, t *Tokens) []byte {
+	plain, _ := (*gracePayload)(t).AppendBinary(make([]byte, 0, 64+len(t.AccessToken)+len(t.RefreshToken)+len(t.IDToken)))
+	return k.sealBytes(plain)
+}
+
+// openTokens opens an entry sealed by sealTokens under k.
+func openTokens(k entryKeys, sealed []byte) (*Tokens, error) {
+	plain, err := k.openBytes(sealed)
+	if err != nil {
+		return nil, err
 	}
 	var p gracePayload
 	if err := p.UnmarshalBinary(plain); err != nil {
-		return nil, fmt.Errorf("%w: %w", errGraceOpen, err)
+		return nil, fmt.Errorf("%w: %w", errEntryOpen, err)
 	}
 	t := Tokens(p)
 	return &t, nil

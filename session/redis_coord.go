@@ -83,7 +83,7 @@ func (s *sharedRefresh) names(flight string) (lock, grace string) {
 // handed out as the grace entry: what is left of the shared entry's TTL, or the full
 // grace after its own call. errSharedUnavailable means Redis could not be asked before
 // anything was spent; the caller then spends nothing.
-func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys, call func(context.Context) (*Tokens, error)) (*Tokens, time.Duration, error) {
+func (s *sharedRefresh) spend(ctx context.Context, flight string, keys entryKeys, call func(context.Context) (*Tokens, error)) (*Tokens, time.Duration, error) {
 	lock, grace := s.names(flight)
 	var mine *Tokens
 	sealed, left, err := s.once(ctx, flight, lock, grace, func(ctx context.Context) ([]byte, time.Duration, error) {
@@ -92,11 +92,7 @@ func (s *sharedRefresh) spend(ctx context.Context, flight string, keys graceKeys
 			return nil, 0, err
 		}
 		mine = t
-		sealed, serr := sealTokens(keys, t)
-		if serr != nil {
-			s.log.WarnContext(ctx, "session: cannot seal the rotation grace entry", "err", serr)
-		}
-		return sealed, s.grace, nil
+		return sealTokens(keys, t), s.grace, nil
 	})
 	switch {
 	case err != nil:
@@ -294,7 +290,7 @@ func (s *sharedRefresh) retryRelease(ctx context.Context, release func(context.C
 // link writes the shared link from the new refresh token to the grace entry (see
 // graceLink), with the entry's TTL; Coordinator.Forget follows it at logout. A failure is
 // logged: only a logout's deletion of the entry is lost, the entry still lapses.
-func (s *sharedRefresh) link(ctx context.Context, flight string, keys graceKeys, t *Tokens) {
+func (s *sharedRefresh) link(ctx context.Context, flight string, keys entryKeys, t *Tokens) {
 	link, err := graceLink(t.RefreshToken)
 	if err == nil {
 		rctx, cancel := s.r.opContext(context.WithoutCancel(ctx))
